@@ -1,0 +1,43 @@
+# Two entry points for a fresh Debian machine: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+SPEC_DIR ?= /etc/cdi
+
+.PHONY: run test venv system-deps lint unit bench proto clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## run: install into .venv, write the CDI spec for this node's /dev/fuse and list what the spec dirs provide
+run: venv
+	$(BIN)/cdi-fuse generate --spec-dir $(SPEC_DIR)
+	$(BIN)/cdi-fuse list
+
+## system-deps: the Debian packages the real-runtime tests use (installed only when root and missing)
+system-deps:
+	sh scripts/install-system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: system packages, lint, type checks, import layers and the whole test suite
+test: venv system-deps lint
+	$(BIN)/pytest
+
+bench: venv
+	$(PY) bench/run.py
+
+## proto: regenerate cdi_fuse/_proto from plugin/*.proto
+proto: venv
+	sh scripts/gen-proto.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
