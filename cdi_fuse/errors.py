@@ -1,0 +1,75 @@
+"""Exceptions owned by cdi-fuse. This module imports nothing of ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "CdiFuseError",
+    "DeviceProbeError",
+    "InvalidNameError",
+    "RegistrationError",
+    "RuntimeQueryError",
+    "SpecError",
+    "SpecVersionError",
+    "SpecWriteError",
+]
+
+
+class CdiFuseError(Exception):
+    """Base of every error cdi-fuse raises on purpose."""
+
+
+class SpecError(CdiFuseError):
+    """A CDI spec (or part of one) is invalid. `path` names the file when there is one."""
+
+    def __init__(self, message: str, *, path: Path | None = None, location: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.location = location
+
+    def __str__(self) -> str:
+        where = ": ".join(p for p in (str(self.path) if self.path else "", self.location) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class InvalidNameError(SpecError):
+    """A vendor, class, device or qualified device name breaks the CDI name grammar."""
+
+
+class SpecVersionError(SpecError):
+    """A spec declares an unknown cdiVersion or one lower than its content needs."""
+
+
+class SpecWriteError(CdiFuseError):
+    """A spec could not be written; the file that was there before is left intact."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DeviceProbeError(CdiFuseError):
+    """The FUSE device or kernel support is missing or not what it should be."""
+
+    def __init__(self, message: str, *, device: Path, hint: str = "") -> None:
+        super().__init__(message)
+        self.device = device
+        self.hint = hint
+
+
+class RuntimeQueryError(CdiFuseError):
+    """The container runtime could not be asked over CRI, or answered something unusable."""
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class RegistrationError(CdiFuseError):
+    """The device plugin could not serve its socket or register with the kubelet."""
+
+    def __init__(self, message: str, *, socket: Path | None = None) -> None:
+        super().__init__(message)
+        self.socket = socket
