@@ -1,0 +1,3 @@
+from cdi_fuse.cli import main
+
+main()

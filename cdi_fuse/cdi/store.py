@@ -1,0 +1,246 @@
+"""Spec files: read, encode, write atomically, and scan spec directories like the reference cache."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cdi_fuse import errors
+from cdi_fuse.cdi import models, names, validation
+
+__all__ = [
+    "DEFAULT_SPEC_DIRS",
+    "MAX_SPEC_SIZE",
+    "SPEC_EXTENSIONS",
+    "SpecDevice",
+    "SpecFormat",
+    "SpecRegistry",
+    "WriteResult",
+    "encode_spec",
+    "format_for_path",
+    "load_spec_data",
+    "read_spec",
+    "scan_spec_dirs",
+    "write_spec",
+]
+
+SpecFormat = Literal["yaml", "json"]
+# Lowest priority first: a device in /var/run/cdi overrides one in /etc/cdi.
+DEFAULT_SPEC_DIRS: tuple[Path, ...] = (Path("/etc/cdi"), Path("/var/run/cdi"))
+SPEC_EXTENSIONS = {".yaml": "yaml", ".json": "json"}
+MAX_SPEC_SIZE = 1024 * 1024
+_FILE_MODE = 0o644
+_DIR_MODE = 0o755
+
+
+def format_for_path(path: Path, default: SpecFormat = "yaml") -> SpecFormat:
+    return "json" if path.suffix == ".json" else "yaml" if path.suffix in (".yaml", ".yml") else default
+
+
+def encode_spec(spec: models.Spec, fmt: SpecFormat = "yaml") -> str:
+    data = models.dump_spec(spec)
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_spec_data(path: Path) -> object:
+    """Read a spec file into JSON-shaped data (JSON is parsed as YAML's subset, like the reference).
+
+    Raises SpecError for unreadable, oversized, non-UTF-8 or malformed files.
+    """
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SPEC_SIZE + 1)
+    except OSError as exc:
+        raise errors.SpecError(f"cannot read spec: {exc.strerror or exc}", path=path) from exc
+    if len(raw) > MAX_SPEC_SIZE:
+        raise errors.SpecError(f"spec file larger than {MAX_SPEC_SIZE} bytes", path=path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.SpecError(f"spec is not UTF-8 text (byte {exc.start})", path=path) from exc
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_StrictLoader)
+    except json.JSONDecodeError as exc:
+        raise errors.SpecError(f"malformed JSON: {exc.msg}", path=path, location=f"line {exc.lineno}") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise errors.SpecError(f"malformed YAML: {exc.problem or exc}", path=path, location=where) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise errors.SpecError(f"malformed YAML: {exc}", path=path) from exc
+
+
+def read_spec(path: Path) -> models.Spec:
+    """Load, strictly parse and semantically validate one spec file."""
+    data = load_spec_data(path)
+    try:
+        spec = validation.parse_spec(data)
+        validation.validate_spec(spec)
+    except errors.SpecError as exc:
+        exc.path = path
+        raise
+    return spec
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    changed: bool
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _current_content(path: Path) -> bytes | None:
+    if path.is_symlink():
+        raise errors.SpecWriteError(f"refusing to write through symbolic link {str(path)!r}", path=path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError as exc:
+        raise errors.SpecWriteError(f"{str(path)!r} is a directory", path=path) from exc
+    except OSError as exc:
+        raise errors.SpecWriteError(f"cannot read {str(path)!r}: {exc.strerror}", path=path) from exc
+
+
+def write_spec(
+    spec: models.Spec,
+    path: Path,
+    *,
+    fmt: SpecFormat | None = None,
+    overwrite: bool = True,
+) -> WriteResult:
+    """Validate and write a spec atomically, mode 0644, creating the directory (0755) if missing.
+
+    Identical content on disk means no write. A symlink at the target is refused. The file that
+    was there before stays intact on any failure.
+    """
+    validation.validate_spec(spec)
+    content = encode_spec(spec, fmt or format_for_path(path)).encode("utf-8")
+    directory = path.parent
+    try:
+        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.SpecWriteError(
+            f"cannot create spec directory {str(directory)!r}: {exc.strerror}", path=path
+        ) from exc
+    current = _current_content(path)
+    if current == content:
+        return WriteResult(path, changed=False)
+    if current is not None and not overwrite:
+        raise errors.SpecWriteError(f"spec {str(path)!r} exists and overwriting was not asked for", path=path)
+    tmp_name = ""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp_name, _FILE_MODE)
+        if overwrite:
+            os.replace(tmp_name, path)
+        else:
+            os.link(tmp_name, path)
+            os.unlink(tmp_name)
+        tmp_name = ""
+        _fsync_dir(directory)
+    except OSError as exc:
+        raise errors.SpecWriteError(f"cannot write spec {str(path)!r}: {exc.strerror or exc}", path=path) from exc
+    finally:
+        if tmp_name:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+    return WriteResult(path, changed=True)
+
+
+@dataclass(frozen=True)
+class SpecDevice:
+    qualified_name: str
+    path: Path
+    priority: int
+
+
+@dataclass
+class SpecRegistry:
+    """What a set of spec dirs provides. Devices in conflict (two files, same priority) are left out."""
+
+    devices: dict[str, SpecDevice] = field(default_factory=dict)
+    conflicts: dict[str, list[Path]] = field(default_factory=dict)
+    spec_errors: dict[Path, str] = field(default_factory=dict)
+    spec_dirs: tuple[Path, ...] = ()
+
+    def resolve(self, qualified_name: str) -> SpecDevice | None:
+        return self.devices.get(qualified_name)
+
+
+def _spec_files(directory: Path) -> Iterable[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [p for p in entries if p.suffix in SPEC_EXTENSIONS and p.is_file()]
+
+
+def scan_spec_dirs(spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS) -> SpecRegistry:
+    """Scan spec dirs (lowest priority first) flatly for .json/.yaml specs.
+
+    A bad file is recorded and skipped; a device defined by two files of the same priority is a
+    conflict and not provided; a higher-priority dir overrides a lower one.
+    """
+    registry = SpecRegistry(spec_dirs=tuple(spec_dirs))
+    conflicted: set[str] = set()
+    for priority, directory in enumerate(spec_dirs):
+        for path in _spec_files(directory):
+            try:
+                spec = read_spec(path)
+            except errors.SpecError as exc:
+                registry.spec_errors[path] = exc.message if not exc.location else f"{exc.location}: {exc.message}"
+                continue
+            vendor, cls = names.parse_kind(spec.kind)
+            for device in spec.devices:
+                name = names.qualified_name(vendor, cls, device.name)
+                old = registry.devices.get(name)
+                if old is not None and old.priority == priority:
+                    conflicted.add(name)
+                    paths = registry.conflicts.setdefault(name, [old.path])
+                    paths.append(path)
+                    continue
+                registry.devices[name] = SpecDevice(name, path, priority)
+    for name in conflicted:
+        registry.devices.pop(name, None)
+    return registry

@@ -1,0 +1,273 @@
+"""The `cdi-fuse` command line: parses options, sets up logging, calls one library function, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import cdi_fuse
+from cdi_fuse import errors
+from cdi_fuse.cdi import store, validation
+from cdi_fuse.node import fuse, generate
+
+app = typer.Typer(
+    name="cdi-fuse",
+    help=(
+        "Give unprivileged Kubernetes pods /dev/fuse: write a CDI spec for the node's FUSE device "
+        "and serve it to the kubelet as a device-plugin resource."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class SpecFormatOption(StrEnum):
+    yaml = "yaml"
+    json = "json"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"cdi-fuse {cdi_fuse.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """cdi-fuse: /dev/fuse for unprivileged pods through CDI and a kubelet device plugin."""
+
+
+def _fail(message: str, *, hint: str = "", code: int = EXIT_FAIL) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
+    return typer.Exit(code)
+
+
+VendorOption = Annotated[str, typer.Option("--vendor", help="CDI vendor: the part before '/' in the kind.")]
+ClassOption = Annotated[str, typer.Option("--class", help="CDI class: the part after '/' in the kind.")]
+DeviceNameOption = Annotated[
+    str, typer.Option("--device-name", help="Device name: the part after '=' in the qualified name.")
+]
+DevicePathOption = Annotated[
+    Path, typer.Option("--device-path", help="The FUSE character device to probe on this node.")
+]
+PermissionsOption = Annotated[
+    str, typer.Option("--permissions", help="Cgroup access granted to containers: any of r, w, m.")
+]
+
+
+@app.command("generate")
+def generate_command(
+    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    vendor: VendorOption = generate.DEFAULT_VENDOR,
+    cls: ClassOption = generate.DEFAULT_CLASS,
+    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
+    permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
+    fmt: Annotated[
+        SpecFormatOption | None,
+        typer.Option("--format", help="Spec encoding [default: from the --output extension, else yaml]."),
+    ] = None,
+    spec_dir: Annotated[Path, typer.Option("--spec-dir", help="Directory the runtime reads specs from.")] = Path(
+        "/etc/cdi"
+    ),
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Spec file to write [default: <spec-dir>/<vendor>-<class>.<ext>]; '-' = stdout."
+        ),
+    ] = None,
+    spec_version: Annotated[
+        str | None,
+        typer.Option("--spec-version", help="cdiVersion to declare [default: the minimum the spec needs]."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 if the file on disk differs from what would be written."),
+    ] = False,
+) -> None:
+    """Probe the FUSE device and write a CDI spec for it (atomically, mode 0644).
+
+    Prints the qualified device name (vendor/class=name) that containers then request, e.g.
+    `podman run --device cdi-fuse.io/fuse=fuse` or through the `cdi-fuse plugin` resource.
+    """
+    to_stdout = output == "-"
+    options = generate.GenerateOptions(
+        device_path=device_path,
+        vendor=vendor,
+        cls=cls,
+        device_name=device_name,
+        permissions=permissions,
+        spec_version=spec_version,
+        fmt="json" if fmt is SpecFormatOption.json else "yaml" if fmt else None,
+        spec_dir=spec_dir,
+        output=None if output is None or to_stdout else Path(output),
+    )
+    try:
+        result = generate.generate(options, write=False) if to_stdout or check else generate.generate(options)
+    except errors.DeviceProbeError as exc:
+        raise _fail(str(exc), hint=exc.hint) from None
+    except errors.SpecError as exc:
+        raise _fail(str(exc), code=EXIT_USAGE) from None
+    except errors.SpecWriteError as exc:
+        raise _fail(str(exc), hint="nothing was changed on disk") from None
+    if to_stdout:
+        sys.stdout.write(result.content)
+        return
+    if check:
+        path = generate.default_output(options)
+        if not generate.spec_matches_file(result.spec, path, options.spec_format):
+            typer.echo(f"{path}: differs from the spec for this node (run without --check to write it)")
+            raise typer.Exit(EXIT_FAIL)
+        typer.echo(f"{path}: up to date")
+        typer.echo(result.qualified_name)
+        return
+    verb = "wrote" if result.changed else "unchanged"
+    typer.echo(f"{verb} {result.path}")
+    typer.echo(result.qualified_name)
+
+
+def _readable(path: Path) -> str | None:
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "is a directory"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+@app.command("validate")
+def validate_command(
+    files: Annotated[list[Path], typer.Argument(help="CDI spec files (.json or .yaml) to check.")],
+    output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
+) -> None:
+    """Check CDI spec files: JSON schema, strict fields, names, devices, edits and cdiVersion rules.
+
+    Exit 0 when every file is valid, 1 when any is invalid, 2 when a file cannot be read.
+    """
+    reports: list[dict[str, Any]] = []
+    worst = EXIT_OK
+    for path in files:
+        unreadable = _readable(path)
+        if unreadable:
+            reports.append(
+                {
+                    "path": str(path),
+                    "valid": False,
+                    "readable": False,
+                    "problems": [{"location": "", "message": unreadable}],
+                }
+            )
+            worst = EXIT_USAGE
+            continue
+        try:
+            data = store.load_spec_data(path)
+        except errors.SpecError as exc:
+            problems = [validation.Problem(exc.location, exc.message)]
+            spec = None
+        else:
+            spec, problems = validation.check_spec_data(data)
+        reports.append(
+            {
+                "path": str(path),
+                "valid": not problems,
+                "readable": True,
+                "cdiVersion": spec.cdi_version if spec else None,
+                "kind": spec.kind if spec else None,
+                "devices": [d.name for d in spec.devices] if spec else [],
+                "problems": [{"location": p.location, "message": p.message} for p in problems],
+            }
+        )
+        if problems and worst == EXIT_OK:
+            worst = EXIT_FAIL
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(reports, indent=2))
+    else:
+        for report in reports:
+            if report["valid"]:
+                typer.echo(
+                    f"{report['path']}: valid (cdiVersion {report['cdiVersion']}, kind {report['kind']}, "
+                    f"devices: {', '.join(report['devices'])})"
+                )
+                continue
+            label = "invalid" if report["readable"] else "unreadable"
+            typer.echo(f"{report['path']}: {label}")
+            for problem in report["problems"]:
+                where = f"{problem['location']}: " if problem["location"] else ""
+                typer.echo(f"  {where}{problem['message']}")
+    raise typer.Exit(worst)
+
+
+@app.command("list")
+def list_command(
+    spec_dirs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--spec-dir",
+            help="Spec directory to scan; repeatable, later ones win [default: /etc/cdi, then /var/run/cdi].",
+        ),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
+) -> None:
+    """List the qualified device names the spec directories provide.
+
+    Like the runtimes' CDI cache: only .json/.yaml files, a bad file is reported and skipped, and a
+    device defined by two files in the same directory is a conflict and not listed.
+    """
+    registry = store.scan_spec_dirs(tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS)
+    if output is OutputFormat.json:
+        typer.echo(
+            json.dumps(
+                {
+                    "specDirs": [str(d) for d in registry.spec_dirs],
+                    "devices": [
+                        {"name": d.qualified_name, "path": str(d.path), "priority": d.priority}
+                        for d in sorted(registry.devices.values(), key=lambda d: d.qualified_name)
+                    ],
+                    "conflicts": [
+                        {"name": n, "paths": [str(p) for p in ps]} for n, ps in sorted(registry.conflicts.items())
+                    ],
+                    "errors": [{"path": str(p), "error": e} for p, e in sorted(registry.spec_errors.items())],
+                },
+                indent=2,
+            )
+        )
+        return
+    if not registry.devices:
+        typer.echo(f"no CDI devices in {', '.join(str(d) for d in registry.spec_dirs)}")
+    width = max((len(name) for name in registry.devices), default=0)
+    for device in sorted(registry.devices.values(), key=lambda d: d.qualified_name):
+        typer.echo(f"{device.qualified_name:<{width}}  {device.path}")
+    for name, paths in sorted(registry.conflicts.items()):
+        typer.echo(f"conflict: {name} is defined by {', '.join(str(p) for p in paths)} (not provided)")
+    for path, error in sorted(registry.spec_errors.items()):
+        typer.echo(f"skipped {path}: {error}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

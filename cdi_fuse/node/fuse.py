@@ -1,0 +1,136 @@
+"""The node's FUSE device: probe it, judge its health, and describe it as a CDI spec."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdi_fuse import errors
+from cdi_fuse.cdi import models, versions
+
+__all__ = [
+    "CONTAINER_DEVICE_PATH",
+    "DEFAULT_DEVICE_PATH",
+    "PROC_FILESYSTEMS",
+    "FuseDevice",
+    "Health",
+    "build_fuse_spec",
+    "check_health",
+    "fuse_in_kernel",
+    "probe_fuse",
+]
+
+DEFAULT_DEVICE_PATH = Path("/dev/fuse")
+CONTAINER_DEVICE_PATH = "/dev/fuse"
+PROC_FILESYSTEMS = Path("/proc/filesystems")
+
+
+@dataclass(frozen=True)
+class FuseDevice:
+    path: Path
+    major: int
+    minor: int
+    mode: int  # permission bits only
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    reason: str
+
+
+def fuse_in_kernel(proc_filesystems: Path = PROC_FILESYSTEMS) -> bool:
+    """True when the kernel lists the ``fuse`` filesystem type (built in or module loaded)."""
+    try:
+        lines = proc_filesystems.read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[-1:] == ["fuse"] for line in lines)
+
+
+def _stat_char_device(device_path: Path) -> os.stat_result:
+    try:
+        info = os.stat(device_path)
+    except FileNotFoundError as exc:
+        raise errors.DeviceProbeError(
+            f"device {str(device_path)!r} does not exist",
+            device=device_path,
+            hint="load the kernel module with `modprobe fuse` (or install fuse3), then run again",
+        ) from exc
+    except OSError as exc:
+        raise errors.DeviceProbeError(
+            f"cannot stat device {str(device_path)!r}: {exc.strerror}", device=device_path
+        ) from exc
+    if not stat.S_ISCHR(info.st_mode):
+        raise errors.DeviceProbeError(
+            f"{str(device_path)!r} is not a character device",
+            device=device_path,
+            hint="point --device-path at the FUSE character device (normally /dev/fuse, 10:229)",
+        )
+    return info
+
+
+def probe_fuse(device_path: Path = DEFAULT_DEVICE_PATH, *, proc_filesystems: Path = PROC_FILESYSTEMS) -> FuseDevice:
+    """Stat the FUSE device and check kernel support; DeviceProbeError says what to do when not usable."""
+    info = _stat_char_device(device_path)
+    if not fuse_in_kernel(proc_filesystems):
+        raise errors.DeviceProbeError(
+            f"the kernel does not list the 'fuse' filesystem in {str(proc_filesystems)!r}",
+            device=device_path,
+            hint="load the kernel module with `modprobe fuse`, then run again",
+        )
+    return FuseDevice(
+        path=device_path,
+        major=os.major(info.st_rdev),
+        minor=os.minor(info.st_rdev),
+        mode=stat.S_IMODE(info.st_mode),
+        uid=info.st_uid,
+        gid=info.st_gid,
+    )
+
+
+def check_health(expected: FuseDevice, *, proc_filesystems: Path = PROC_FILESYSTEMS) -> Health:
+    """Healthy only while the device is a char device with the probed numbers and the kernel has fuse."""
+    try:
+        info = _stat_char_device(expected.path)
+    except errors.DeviceProbeError as exc:
+        return Health(False, str(exc))
+    numbers = (os.major(info.st_rdev), os.minor(info.st_rdev))
+    if numbers != (expected.major, expected.minor):
+        return Health(
+            False,
+            f"{str(expected.path)!r} is {numbers[0]}:{numbers[1]}, expected {expected.major}:{expected.minor}",
+        )
+    if not fuse_in_kernel(proc_filesystems):
+        return Health(False, "the kernel no longer lists the 'fuse' filesystem")
+    return Health(True, f"{str(expected.path)!r} is char device {expected.major}:{expected.minor}")
+
+
+def build_fuse_spec(
+    device: FuseDevice,
+    *,
+    vendor: str,
+    cls: str,
+    device_name: str,
+    permissions: str = "rw",
+    cdi_version: str | None = None,
+) -> models.Spec:
+    """The CDI spec that injects the FUSE device node (with its cgroup rule) into a container.
+
+    The node is described in the host's terms (path /dev/fuse, no hostPath), so the spec stays
+    right when the probe ran inside a container that sees the host's /dev elsewhere.
+    """
+    node = models.DeviceNode(
+        path=CONTAINER_DEVICE_PATH, type="c", major=device.major, minor=device.minor, permissions=permissions
+    )
+    spec = models.Spec(
+        cdi_version=versions.EARLIEST_VERSION,
+        kind=f"{vendor}/{cls}",
+        devices=[models.Device(name=device_name, container_edits=models.ContainerEdits(device_nodes=[node]))],
+    )
+    spec.cdi_version = cdi_version or versions.minimum_version(spec)
+    return spec

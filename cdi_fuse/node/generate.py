@@ -1,0 +1,108 @@
+"""Generate the node's FUSE spec and keep it on disk: the work behind `cdi-fuse generate`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdi_fuse import errors
+from cdi_fuse.cdi import models, names, store, validation
+from cdi_fuse.node import fuse
+
+__all__ = [
+    "DEFAULT_CLASS",
+    "DEFAULT_DEVICE_NAME",
+    "DEFAULT_PERMISSIONS",
+    "DEFAULT_VENDOR",
+    "GenerateOptions",
+    "GenerateResult",
+    "build_spec",
+    "default_output",
+    "generate",
+    "spec_matches_file",
+]
+
+DEFAULT_VENDOR = "cdi-fuse.io"
+DEFAULT_CLASS = "fuse"
+DEFAULT_DEVICE_NAME = "fuse"
+DEFAULT_PERMISSIONS = "rw"
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    device_path: Path = fuse.DEFAULT_DEVICE_PATH
+    vendor: str = DEFAULT_VENDOR
+    cls: str = DEFAULT_CLASS
+    device_name: str = DEFAULT_DEVICE_NAME
+    permissions: str = DEFAULT_PERMISSIONS
+    spec_version: str | None = None
+    fmt: store.SpecFormat | None = None
+    spec_dir: Path = Path("/etc/cdi")
+    output: Path | None = None  # None: <spec_dir>/<vendor>-<class>.<ext>
+    proc_filesystems: Path = fuse.PROC_FILESYSTEMS
+
+    @property
+    def qualified_name(self) -> str:
+        return names.qualified_name(self.vendor, self.cls, self.device_name)
+
+    @property
+    def spec_format(self) -> store.SpecFormat:
+        if self.fmt is not None:
+            return self.fmt
+        return store.format_for_path(self.output) if self.output is not None else "yaml"
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    spec: models.Spec
+    qualified_name: str
+    path: Path | None
+    changed: bool
+    content: str
+
+
+def default_output(options: GenerateOptions) -> Path:
+    if options.output is not None:
+        return options.output
+    ext = "json" if options.spec_format == "json" else "yaml"
+    return options.spec_dir / f"{names.spec_file_name(options.vendor, options.cls)}.{ext}"
+
+
+def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) -> models.Spec:
+    """Probe the device (unless given) and build a validated spec for it."""
+    names.validate_vendor_name(options.vendor)
+    names.validate_class_name(options.cls)
+    names.validate_device_name(options.device_name)
+    if device is None:
+        device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+    spec = fuse.build_fuse_spec(
+        device,
+        vendor=options.vendor,
+        cls=options.cls,
+        device_name=options.device_name,
+        permissions=options.permissions,
+        cdi_version=options.spec_version,
+    )
+    validation.validate_spec(spec)
+    return spec
+
+
+def spec_matches_file(spec: models.Spec, path: Path, fmt: store.SpecFormat) -> bool:
+    """True when the file holds exactly what would be written."""
+    try:
+        return path.read_text("utf-8") == store.encode_spec(spec, fmt)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def generate(options: GenerateOptions, *, write: bool = True) -> GenerateResult:
+    """Build the spec and (if `write`) write it atomically; nothing is written when probing fails."""
+    spec = build_spec(options)
+    content = store.encode_spec(spec, options.spec_format)
+    if not write:
+        return GenerateResult(spec, options.qualified_name, None, changed=False, content=content)
+    path = default_output(options)
+    if path.is_dir():
+        raise errors.SpecWriteError(f"output {str(path)!r} is a directory", path=path)
+    result = store.write_spec(spec, path, fmt=options.spec_format)
+    return GenerateResult(spec, options.qualified_name, path, result.changed, content)
