@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -262,6 +263,146 @@ def list_command(
         typer.echo(f"conflict: {name} is defined by {', '.join(str(p) for p in paths)} (not provided)")
     for path, error in sorted(registry.spec_errors.items()):
         typer.echo(f"skipped {path}: {error}")
+
+
+def _runtime_probe(endpoints: list[str], timeout: float) -> Callable[[], Any]:
+    from cdi_fuse.deviceplugin import api
+    from cdi_fuse.runtime import cri
+
+    def probe() -> api.RuntimeView:
+        info = cri.probe_runtime(endpoints, timeout=timeout)
+        return api.RuntimeView(
+            description=f"{info.runtime_name} {info.runtime_version}",
+            cdi_enabled=info.cdi_enabled,
+            spec_dirs=tuple(Path(d) for d in info.cdi_spec_dirs),
+            reason=info.reason,
+        )
+
+    return probe
+
+
+@app.command("plugin")
+def plugin_command(
+    device_plugin_dir: Annotated[
+        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.")
+    ] = Path("/var/lib/kubelet/device-plugins"),
+    resource_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--resource-name",
+            help="Extended resource to advertise; repeatable, each served on its own socket (e.g. add "
+            "github.com/fuse, squat.ai/fuse, smarter-devices/fuse to replace those plugins) "
+            "[default: cdi-fuse.io/fuse].",
+        ),
+    ] = None,
+    count: Annotated[
+        int,
+        typer.Option(
+            "--count",
+            min=1,
+            help="Devices advertised per resource. /dev/fuse is shared, so this caps concurrent users per "
+            "node; 110 is the kubelet's default max pods.",
+        ),
+    ] = 110,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="How Allocate hands out the device: 'auto' (ask the runtime over CRI) or a comma list of "
+            "cdi, cdi-annotations, device-spec.",
+        ),
+    ] = "auto",
+    spec_dirs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--spec-dir",
+            help="CDI spec dirs, lowest priority first; --generate writes into the first; used for 'auto' when "
+            "the runtime does not report its own [default: /etc/cdi, /var/run/cdi].",
+        ),
+    ] = None,
+    runtime_endpoints: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime-endpoint",
+            help="CRI endpoint(s) asked by 'auto'; the first that answers is used "
+            "[default: unix:///run/containerd/containerd.sock, unix:///var/run/crio/crio.sock].",
+        ),
+    ] = None,
+    write_spec: Annotated[
+        bool,
+        typer.Option("--generate/--no-generate", help="Write the CDI spec at start and restore it if changed."),
+    ] = True,
+    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    vendor: VendorOption = generate.DEFAULT_VENDOR,
+    cls: ClassOption = generate.DEFAULT_CLASS,
+    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
+    permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-address", help="Serve /metrics and /healthz on host:port, e.g. 127.0.0.1:9400 [default: off]."
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run the kubelet device plugin that advertises /dev/fuse as a shareable resource.
+
+    Pods request it with `resources.limits: {cdi-fuse.io/fuse: 1}`. Stops cleanly on SIGTERM/SIGINT,
+    removing its sockets.
+    """
+    import signal
+
+    from cdi_fuse.deviceplugin import lifecycle, strategies
+    from cdi_fuse.runtime import cri
+
+    logging.getLogger().setLevel(log_level.upper())
+    try:
+        choice = strategies.parse_strategy(strategy)
+    except ValueError as exc:
+        raise _fail(str(exc), code=EXIT_USAGE) from None
+    dirs = tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS
+    options = generate.GenerateOptions(
+        device_path=device_path,
+        vendor=vendor,
+        cls=cls,
+        device_name=device_name,
+        permissions=permissions,
+        spec_dir=dirs[0],
+    )
+    config = lifecycle.PluginConfig(
+        plugin_dir=device_plugin_dir,
+        resource_names=tuple(dict.fromkeys(resource_names or ["cdi-fuse.io/fuse"])),
+        count=count,
+        strategy=choice,
+        spec_dirs=dirs,
+        generate_options=options,
+        write_spec=write_spec,
+        runtime_probe=_runtime_probe(runtime_endpoints or list(cri.DEFAULT_ENDPOINTS), 2.0) if choice.is_auto else None,
+    )
+    metrics_server = None
+    try:
+        metrics = None
+        if metrics_address:
+            from cdi_fuse.deviceplugin import metrics as plugin_metrics
+
+            metrics = plugin_metrics.PluginMetrics()
+        manager = lifecycle.Manager(config, metrics=metrics)
+        if metrics is not None and metrics_address:
+            metrics_server = plugin_metrics.MetricsServer(metrics_address, metrics, manager.health_report)
+            metrics_server.start()
+    except errors.DeviceProbeError as exc:
+        raise _fail(str(exc), hint=exc.hint) from None
+    except (errors.CdiFuseError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    signal.signal(signal.SIGTERM, lambda *_: manager.stop())
+    signal.signal(signal.SIGINT, lambda *_: manager.stop())
+    try:
+        manager.run()
+    except errors.CdiFuseError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 def main() -> None:

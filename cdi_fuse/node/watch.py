@@ -1,0 +1,99 @@
+"""Event-driven directory watching (inotify) with a wake-up pipe, so a loop never needs to poll."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+from dataclasses import dataclass
+from pathlib import Path
+
+import inotify_simple
+
+__all__ = ["DirEvent", "DirWatcher"]
+
+_FLAGS = inotify_simple.flags
+# Entry created, removed, renamed, rewritten or changed (mode/owner), and the directory itself going away.
+_MASK = (
+    _FLAGS.CREATE
+    | _FLAGS.DELETE
+    | _FLAGS.MOVED_FROM
+    | _FLAGS.MOVED_TO
+    | _FLAGS.CLOSE_WRITE
+    | _FLAGS.ATTRIB
+    | _FLAGS.DELETE_SELF
+    | _FLAGS.MOVE_SELF
+)
+
+
+@dataclass(frozen=True)
+class DirEvent:
+    directory: Path
+    name: str  # "" for events on the directory itself
+    mask: int
+
+    @property
+    def removed(self) -> bool:
+        return bool(self.mask & (_FLAGS.DELETE | _FLAGS.MOVED_FROM))
+
+    @property
+    def created(self) -> bool:
+        return bool(self.mask & (_FLAGS.CREATE | _FLAGS.MOVED_TO))
+
+    @property
+    def directory_gone(self) -> bool:
+        return bool(self.mask & (_FLAGS.DELETE_SELF | _FLAGS.MOVE_SELF | _FLAGS.IGNORED))
+
+
+class DirWatcher:
+    """Watches a set of directories; `wait` blocks until events arrive, `wake` is called, or timeout."""
+
+    def __init__(self) -> None:
+        self._inotify = inotify_simple.INotify()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._dirs: dict[int, Path] = {}
+        self._poll = select.poll()
+        self._poll.register(self._inotify.fileno(), select.POLLIN)
+        self._poll.register(self._wake_read, select.POLLIN)
+
+    def watch(self, directory: Path) -> bool:
+        """Start watching a directory; False when it does not exist (yet)."""
+        if directory in self._dirs.values():
+            return True
+        try:
+            wd = self._inotify.add_watch(directory, _MASK | _FLAGS.ONLYDIR)
+        except OSError:
+            return False
+        self._dirs[wd] = directory
+        return True
+
+    def is_watching(self, directory: Path) -> bool:
+        return directory in self._dirs.values()
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_write, b"x")
+
+    def wait(self, timeout: float | None) -> list[DirEvent]:
+        """Events since the last call; empty on timeout or wake-up."""
+        ready = self._poll.poll(None if timeout is None else max(0, int(timeout * 1000)))
+        if any(fd == self._wake_read for fd, _ in ready):
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_read, 4096)
+        if not any(fd == self._inotify.fileno() for fd, _ in ready):
+            return []
+        events = []
+        for event in self._inotify.read(timeout=0):
+            directory = self._dirs.get(event.wd)
+            if directory is None:
+                continue
+            if event.mask & _FLAGS.IGNORED:
+                del self._dirs[event.wd]
+            events.append(DirEvent(directory, event.name, event.mask))
+        return events
+
+    def close(self) -> None:
+        self._inotify.close()
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
