@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,6 +71,14 @@ DeviceNameOption = Annotated[
 DevicePathOption = Annotated[
     Path, typer.Option("--device-path", help="The FUSE character device to probe on this node.")
 ]
+HostDevicePathOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--host-device-path",
+        help="Where the device is on the host, when --device-path is the host's node seen elsewhere "
+        "(e.g. /host/dev/fuse in a pod) [default: --device-path].",
+    ),
+]
 PermissionsOption = Annotated[
     str, typer.Option("--permissions", help="Cgroup access granted to containers: any of r, w, m.")
 ]
@@ -80,13 +87,14 @@ PermissionsOption = Annotated[
 @app.command("generate")
 def generate_command(
     device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    host_device_path: HostDevicePathOption = None,
     vendor: VendorOption = generate.DEFAULT_VENDOR,
     cls: ClassOption = generate.DEFAULT_CLASS,
     device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
     permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
     fmt: Annotated[
         SpecFormatOption | None,
-        typer.Option("--format", help="Spec encoding [default: from the --output extension, else yaml]."),
+        typer.Option("--format", help="Spec encoding (default: from the --output extension, else yaml)."),
     ] = None,
     spec_dir: Annotated[Path, typer.Option("--spec-dir", help="Directory the runtime reads specs from.")] = Path(
         "/etc/cdi"
@@ -94,12 +102,12 @@ def generate_command(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", help="Spec file to write [default: <spec-dir>/<vendor>-<class>.<ext>]; '-' = stdout."
+            "--output", "-o", help="Spec file to write (default: <spec-dir>/<vendor>-<class>.<ext>); '-' = stdout."
         ),
     ] = None,
     spec_version: Annotated[
         str | None,
-        typer.Option("--spec-version", help="cdiVersion to declare [default: the minimum the spec needs]."),
+        typer.Option("--spec-version", help="cdiVersion to declare (default: the minimum the spec needs)."),
     ] = None,
     check: Annotated[
         bool,
@@ -122,6 +130,7 @@ def generate_command(
         fmt="json" if fmt is SpecFormatOption.json else "yaml" if fmt else None,
         spec_dir=spec_dir,
         output=None if output is None or to_stdout else Path(output),
+        host_device_path=host_device_path,
     )
     try:
         result = generate.generate(options, write=False) if to_stdout or check else generate.generate(options)
@@ -225,7 +234,7 @@ def list_command(
         list[Path] | None,
         typer.Option(
             "--spec-dir",
-            help="Spec directory to scan; repeatable, later ones win [default: /etc/cdi, then /var/run/cdi].",
+            help="Spec directory to scan; repeatable, later ones win (default: /etc/cdi, then /var/run/cdi).",
         ),
     ] = None,
     output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
@@ -263,22 +272,6 @@ def list_command(
         typer.echo(f"conflict: {name} is defined by {', '.join(str(p) for p in paths)} (not provided)")
     for path, error in sorted(registry.spec_errors.items()):
         typer.echo(f"skipped {path}: {error}")
-
-
-def _runtime_probe(endpoints: list[str], timeout: float) -> Callable[[], Any]:
-    from cdi_fuse.deviceplugin import api
-    from cdi_fuse.runtime import cri
-
-    def probe() -> api.RuntimeView:
-        info = cri.probe_runtime(endpoints, timeout=timeout)
-        return api.RuntimeView(
-            description=f"{info.runtime_name} {info.runtime_version}",
-            cdi_enabled=info.cdi_enabled,
-            spec_dirs=tuple(Path(d) for d in info.cdi_spec_dirs),
-            reason=info.reason,
-        )
-
-    return probe
 
 
 @app.command("plugin")
@@ -333,6 +326,7 @@ def plugin_command(
         typer.Option("--generate/--no-generate", help="Write the CDI spec at start and restore it if changed."),
     ] = True,
     device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    host_device_path: HostDevicePathOption = None,
     vendor: VendorOption = generate.DEFAULT_VENDOR,
     cls: ClassOption = generate.DEFAULT_CLASS,
     device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
@@ -352,6 +346,7 @@ def plugin_command(
     """
     import signal
 
+    from cdi_fuse import doctor
     from cdi_fuse.deviceplugin import lifecycle, strategies
     from cdi_fuse.runtime import cri
 
@@ -368,6 +363,7 @@ def plugin_command(
         device_name=device_name,
         permissions=permissions,
         spec_dir=dirs[0],
+        host_device_path=host_device_path,
     )
     config = lifecycle.PluginConfig(
         plugin_dir=device_plugin_dir,
@@ -377,7 +373,9 @@ def plugin_command(
         spec_dirs=dirs,
         generate_options=options,
         write_spec=write_spec,
-        runtime_probe=_runtime_probe(runtime_endpoints or list(cri.DEFAULT_ENDPOINTS), 2.0) if choice.is_auto else None,
+        runtime_probe=doctor.runtime_probe(runtime_endpoints or list(cri.DEFAULT_ENDPOINTS))
+        if choice.is_auto
+        else None,
     )
     metrics_server = None
     try:
@@ -403,6 +401,141 @@ def plugin_command(
     finally:
         if metrics_server is not None:
             metrics_server.stop()
+
+
+@app.command("doctor")
+def doctor_command(
+    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    vendor: VendorOption = generate.DEFAULT_VENDOR,
+    cls: ClassOption = generate.DEFAULT_CLASS,
+    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
+    spec_dirs: Annotated[
+        list[Path] | None,
+        typer.Option("--spec-dir", help="Spec dirs to look in [default: /etc/cdi, /var/run/cdi]."),
+    ] = None,
+    runtime_endpoints: Annotated[
+        list[str] | None,
+        typer.Option("--runtime-endpoint", help="CRI endpoint(s) to ask [default: containerd, then CRI-O]."),
+    ] = None,
+    device_plugin_dir: Annotated[
+        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.")
+    ] = Path("/var/lib/kubelet/device-plugins"),
+    output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
+) -> None:
+    """Report whether this node can give unprivileged pods FUSE, and what to do when it cannot.
+
+    Checks kernel support, the device node, spec files, the runtime's CDI setting (over CRI), the
+    kubelet socket dir and AppArmor/SELinux, and says which strategy `plugin --strategy auto` would
+    choose. Exit 1 when something blocks FUSE pods.
+    """
+    from cdi_fuse import doctor
+    from cdi_fuse.runtime import cri
+
+    try:
+        qualified = generate.GenerateOptions(vendor=vendor, cls=cls, device_name=device_name).qualified_name
+        from cdi_fuse.cdi import names
+
+        names.parse_qualified_name(qualified)
+    except errors.SpecError as exc:
+        raise _fail(str(exc), code=EXIT_USAGE) from None
+    report = doctor.run_doctor(
+        doctor.DoctorOptions(
+            device_path=device_path,
+            qualified_name=qualified,
+            spec_dirs=tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS,
+            runtime_endpoints=tuple(runtime_endpoints or cri.DEFAULT_ENDPOINTS),
+            device_plugin_dir=device_plugin_dir,
+        )
+    )
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        width = max(len(c.name) for c in report.checks)
+        for check in report.checks:
+            typer.echo(f"{check.status.upper():<4}  {check.name:<{width}}  {check.detail}")
+            if check.hint and check.status != "ok":
+                typer.echo(f"{'':<4}  {'':<{width}}  -> {check.hint}")
+        typer.echo(f"strategy auto would use: {report.strategy} ({report.strategy_reason})")
+        typer.echo("verdict: " + ("FUSE pods are blocked on this node" if report.blocking else "ready for FUSE pods"))
+    raise typer.Exit(EXIT_FAIL if report.blocking else EXIT_OK)
+
+
+class RuntimeKind(StrEnum):
+    containerd = "containerd"
+    crio = "crio"
+
+
+@app.command("runtime-config")
+def runtime_config_command(
+    runtime: Annotated[RuntimeKind, typer.Argument(help="The container runtime to configure.")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Edit the config file in place (keeps comments, writes a backup).")
+    ] = False,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config file to edit with --apply [default: /etc/containerd/config.toml, or the CRI-O "
+            "drop-in /etc/crio/crio.conf.d/10-cdi.conf].",
+        ),
+    ] = None,
+    config_version: Annotated[
+        int | None,
+        typer.Option(
+            "--config-version",
+            help="containerd config version: 2 (containerd 1.7) or 3 (containerd 2.x) [default: from the "
+            "file with --apply, else from the running containerd over CRI, else 2].",
+        ),
+    ] = None,
+    spec_dirs: Annotated[
+        list[str] | None,
+        typer.Option("--spec-dir", help="CDI spec dirs the runtime should read [default: /etc/cdi, /var/run/cdi]."),
+    ] = None,
+    runtime_endpoint: Annotated[
+        str, typer.Option("--runtime-endpoint", help="CRI endpoint asked for the containerd version.")
+    ] = "unix:///run/containerd/containerd.sock",
+) -> None:
+    """Print (or --apply) the runtime configuration that turns CDI on and points it at the spec dirs.
+
+    After --apply, restart the runtime (the command says how).
+    """
+    from cdi_fuse.runtime import config as runtime_config
+    from cdi_fuse.runtime import cri
+
+    dirs = tuple(spec_dirs) if spec_dirs else runtime_config.DEFAULT_SPEC_DIRS
+    if config_version not in (None, 2, 3):
+        raise _fail(f"invalid --config-version {config_version!r}: use 2 or 3", code=EXIT_USAGE)
+    try:
+        if runtime is RuntimeKind.crio:
+            if apply:
+                result = runtime_config.apply_crio_config(config_path or runtime_config.CRIO_DROP_IN, spec_dirs=dirs)
+                typer.echo(result.message)
+            else:
+                typer.echo(f"# {runtime_config.CRIO_DROP_IN}")
+                typer.echo(runtime_config.render_crio_config(spec_dirs=dirs), nl=False)
+            return
+        if apply:
+            result = runtime_config.apply_containerd_config(
+                config_path or runtime_config.CONTAINERD_CONFIG, spec_dirs=dirs, version=config_version
+            )
+            typer.echo(result.message)
+            return
+        version = config_version
+        note = ""
+        if version is None:
+            try:
+                info = cri.query_runtime(runtime_endpoint, timeout=2.0)
+                major = int(info.runtime_version.lstrip("v").split(".")[0] or 0)
+                version = 3 if major >= 2 else 2
+                note = f"# for {info.runtime_name} {info.runtime_version} (config version {version})"
+            except (errors.CdiFuseError, ValueError):
+                version = 2
+                note = "# containerd 1.7 (config version 2); for containerd 2.x use --config-version 3"
+        if note:
+            typer.echo(note)
+        typer.echo(runtime_config.render_containerd_config(version=version, spec_dirs=dirs), nl=False)
+    except errors.CdiFuseError as exc:
+        raise _fail(str(exc)) from None
 
 
 def main() -> None:

@@ -222,7 +222,7 @@ class Manager:
         builder = strategies.AllocationBuilder(
             resource_name=resource_name,
             qualified_name=self.qualified_name,
-            host_device_path=str(fuse.DEFAULT_DEVICE_PATH),
+            host_device_path=str(options.host_path),
             container_device_path=fuse.CONTAINER_DEVICE_PATH,
             permissions=options.permissions,
             device_ids=device_ids(options.device_name, self.config.count),

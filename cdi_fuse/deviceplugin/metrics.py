@@ -94,6 +94,8 @@ class MetricsServer:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path == "/livez":
+                    self._reply(200, b"ok\n", "text/plain; charset=utf-8")
                 elif path in ("/healthz", "/readyz"):
                     ok, why = is_healthy()
                     self._reply(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")

@@ -118,14 +118,21 @@ def build_fuse_spec(
     device_name: str,
     permissions: str = "rw",
     cdi_version: str | None = None,
+    host_path: str = CONTAINER_DEVICE_PATH,
 ) -> models.Spec:
     """The CDI spec that injects the FUSE device node (with its cgroup rule) into a container.
 
-    The node is described in the host's terms (path /dev/fuse, no hostPath), so the spec stays
-    right when the probe ran inside a container that sees the host's /dev elsewhere.
+    The node is described in the host's terms: `host_path` is where the node is on the host, not
+    where the probe saw it (a plugin pod sees the host's /dev elsewhere). hostPath is written only
+    when it differs from the container path, as it needs cdiVersion 0.5.0.
     """
     node = models.DeviceNode(
-        path=CONTAINER_DEVICE_PATH, type="c", major=device.major, minor=device.minor, permissions=permissions
+        path=CONTAINER_DEVICE_PATH,
+        host_path=host_path if host_path != CONTAINER_DEVICE_PATH else None,
+        type="c",
+        major=device.major,
+        minor=device.minor,
+        permissions=permissions,
     )
     spec = models.Spec(
         cdi_version=versions.EARLIEST_VERSION,

@@ -40,6 +40,12 @@ class GenerateOptions:
     spec_dir: Path = Path("/etc/cdi")
     output: Path | None = None  # None: <spec_dir>/<vendor>-<class>.<ext>
     proc_filesystems: Path = fuse.PROC_FILESYSTEMS
+    # Where the node is on the host, when the probe sees it elsewhere (e.g. /host/dev/fuse in a pod).
+    host_device_path: Path | None = None
+
+    @property
+    def host_path(self) -> Path:
+        return self.host_device_path if self.host_device_path is not None else self.device_path
 
     @property
     def qualified_name(self) -> str:
@@ -82,6 +88,7 @@ def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) 
         device_name=options.device_name,
         permissions=options.permissions,
         cdi_version=options.spec_version,
+        host_path=str(options.host_path),
     )
     validation.validate_spec(spec)
     return spec

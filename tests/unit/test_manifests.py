@@ -308,9 +308,10 @@ def test_probes_hit_healthz_on_the_metrics_port(base: list[Manifest]) -> None:
     # the kubelet probes the pod IP, so the server must listen on every pod address
     assert host == "0.0.0.0"
     assert ports == {"metrics": int(port)}
-    for probe in ("readinessProbe", "livenessProbe"):
+    # readiness follows registration + device health; liveness only asks whether the process answers
+    for probe, path in (("readinessProbe", "/healthz"), ("livenessProbe", "/livez")):
         get = container[probe]["httpGet"]
-        assert get["path"] == "/healthz", probe
+        assert get["path"] == path, probe
         assert ports[get["port"]] == int(port), probe
         assert "host" not in get, probe
 

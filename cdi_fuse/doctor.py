@@ -1,0 +1,191 @@
+"""`cdi-fuse doctor`: can this node give unprivileged pods FUSE, and if not, what to do.
+
+Sits above deviceplugin and runtime (which do not import each other): it joins their answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cdi_fuse import errors
+from cdi_fuse.cdi import store
+from cdi_fuse.deviceplugin import api, lifecycle, strategies
+from cdi_fuse.node import fuse
+from cdi_fuse.runtime import cri
+
+__all__ = ["Check", "DoctorOptions", "Report", "run_doctor", "runtime_probe"]
+
+Status = Literal["ok", "warn", "fail"]
+
+
+def runtime_probe(endpoints: Sequence[str], *, timeout: float = 2.0) -> api.RuntimeProbe:
+    """A RuntimeProbe for the device plugin: ask the first answering CRI endpoint about CDI."""
+
+    def probe() -> api.RuntimeView:
+        info = cri.probe_runtime(endpoints, timeout=timeout)
+        return api.RuntimeView(
+            description=f"{info.runtime_name} {info.runtime_version}",
+            cdi_enabled=info.cdi_enabled,
+            spec_dirs=tuple(Path(d) for d in info.cdi_spec_dirs),
+            reason=info.reason,
+        )
+
+    return probe
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    strategy: str = ""
+    strategy_reason: str = ""
+
+    @property
+    def blocking(self) -> bool:
+        return any(c.status == "fail" for c in self.checks)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": not self.blocking,
+            "checks": [asdict(c) for c in self.checks],
+            "strategy": {"auto": self.strategy, "reason": self.strategy_reason},
+        }
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    device_path: Path = fuse.DEFAULT_DEVICE_PATH
+    proc_filesystems: Path = fuse.PROC_FILESYSTEMS
+    qualified_name: str = "cdi-fuse.io/fuse=fuse"
+    spec_dirs: Sequence[Path] = store.DEFAULT_SPEC_DIRS
+    runtime_endpoints: Sequence[str] = cri.DEFAULT_ENDPOINTS
+    device_plugin_dir: Path = lifecycle.DEFAULT_PLUGIN_DIR
+    sys_root: Path = Path("/sys")
+    runtime_timeout: float = 2.0
+
+
+def _kernel(options: DoctorOptions) -> Check:
+    if fuse.fuse_in_kernel(options.proc_filesystems):
+        return Check("kernel", "ok", f"'fuse' is listed in {options.proc_filesystems}")
+    return Check(
+        "kernel", "fail", f"'fuse' is not listed in {options.proc_filesystems}", "load it with `modprobe fuse`"
+    )
+
+
+def _device(options: DoctorOptions) -> tuple[Check, fuse.FuseDevice | None]:
+    try:
+        device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+    except errors.DeviceProbeError as exc:
+        return Check("device", "fail", str(exc), exc.hint), None
+    detail = (
+        f"{device.path}: char {device.major}:{device.minor}, mode {device.mode:04o}, owner {device.uid}:{device.gid}"
+    )
+    if (device.major, device.minor) != (10, 229):
+        return Check("device", "warn", detail, "FUSE is normally 10:229; check --device-path"), device
+    return Check("device", "ok", detail), device
+
+
+def _specs(options: DoctorOptions, dirs: Sequence[Path], label: str) -> Check:
+    registry = store.scan_spec_dirs(dirs)
+    where = ", ".join(str(d) for d in dirs)
+    name = options.qualified_name
+    bad = "; ".join(f"{p}: {e}" for p, e in sorted(registry.spec_errors.items()))
+    if name in registry.conflicts:
+        paths = ", ".join(str(p) for p in registry.conflicts[name])
+        return Check(label, "fail", f"{name} is defined twice ({paths})", "remove one of the files")
+    found = registry.resolve(name)
+    if found is None:
+        return Check(
+            label,
+            "warn",
+            f"{name} is not provided by {where}" + (f"; invalid specs: {bad}" if bad else ""),
+            "run `cdi-fuse generate` (or the plugin with --generate); without a spec only device-spec works",
+        )
+    status: Status = "warn" if bad else "ok"
+    return Check(label, status, f"{name} resolves to {found.path}" + (f"; invalid specs: {bad}" if bad else ""))
+
+
+def _runtime(options: DoctorOptions) -> tuple[Check, api.RuntimeView | None, errors.CdiFuseError | None]:
+    try:
+        view = runtime_probe(options.runtime_endpoints, timeout=options.runtime_timeout)()
+    except errors.CdiFuseError as exc:
+        return (
+            Check("runtime", "warn", f"cannot ask the runtime over CRI: {exc}", "pass --runtime-endpoint"),
+            None,
+            exc,
+        )
+    dirs = ", ".join(str(d) for d in view.spec_dirs) or "default dirs"
+    if view.cdi_enabled:
+        return Check("runtime", "ok", f"{view.description}: CDI enabled, spec dirs {dirs}"), view, None
+    return (
+        Check(
+            "runtime",
+            "warn",
+            f"{view.description}: CDI disabled ({view.reason})",
+            "enable it with `cdi-fuse runtime-config containerd --apply` (or crio); device-spec works meanwhile",
+        ),
+        view,
+        None,
+    )
+
+
+def _kubelet(options: DoctorOptions) -> Check:
+    directory = options.device_plugin_dir
+    if not directory.is_dir():
+        return Check(
+            "kubelet", "warn", f"{directory} does not exist", "is this a Kubernetes node? pass --device-plugin-dir"
+        )
+    sock = directory / lifecycle.KUBELET_SOCKET
+    if not sock.exists():
+        return Check("kubelet", "warn", f"{sock} is missing: the kubelet is not running", "start the kubelet")
+    return Check("kubelet", "ok", f"{sock} present")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _lsm(options: DoctorOptions) -> Check:
+    apparmor = _read(options.sys_root / "module/apparmor/parameters/enabled")
+    selinux = _read(options.sys_root / "fs/selinux/enforce")
+    parts = [
+        "AppArmor " + ("enabled" if apparmor == "Y" else "disabled" if apparmor else "absent"),
+        "SELinux " + ({"1": "enforcing", "0": "permissive"}.get(selinux or "", "absent")),
+    ]
+    hint = ""
+    if apparmor == "Y":
+        hint = "load examples/apparmor/cdi-fuse and set appArmorProfile Localhost cdi-fuse in FUSE pods"
+    elif selinux == "1":
+        hint = "FUSE pods may need an SELinux type that allows mounting fuse (e.g. spc_t or a custom policy)"
+    return Check("security", "ok", ", ".join(parts), hint)
+
+
+def run_doctor(options: DoctorOptions) -> Report:
+    """Check kernel, device, specs, runtime, kubelet and LSMs; say which strategy `auto` would pick."""
+    report = Report()
+    report.checks.append(_kernel(options))
+    device_check, _ = _device(options)
+    report.checks.append(device_check)
+    report.checks.append(_specs(options, options.spec_dirs, "spec"))
+    runtime_check, view, error = _runtime(options)
+    report.checks.append(runtime_check)
+    if view is not None and view.cdi_enabled and tuple(view.spec_dirs) != tuple(options.spec_dirs):
+        report.checks.append(_specs(options, view.spec_dirs, "runtime spec dirs"))
+    report.checks.append(_kubelet(options))
+    report.checks.append(_lsm(options))
+    decision = strategies.decide_auto(view, error, options.qualified_name)
+    report.strategy, report.strategy_reason = decision.label, decision.reason
+    return report

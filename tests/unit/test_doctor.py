@@ -1,0 +1,212 @@
+"""`cdi-fuse doctor` and `cdi-fuse runtime-config` against fixture dirs and a fake CRI runtime over a real socket."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cdi_fuse import doctor
+from cdi_fuse.cli import app
+from cdi_fuse.node import fuse, generate
+from tests.conftest import PROC_FILESYSTEMS_WITH_FUSE, PROC_FILESYSTEMS_WITHOUT_FUSE
+from tests.fakes.fake_cri import containerd_config, serve_fake_cri
+
+QUALIFIED = "cdi-fuse.io/fuse=fuse"
+DATA = Path(__file__).parent.parent / "data" / "runtime-config"
+
+
+def _write_spec(directory: Path, name: str = "cdi-fuse.io-fuse.yaml") -> Path:
+    spec = fuse.build_fuse_spec(
+        fuse.FuseDevice(Path("/dev/fuse"), 10, 229, 0o666, 0, 0), vendor="cdi-fuse.io", cls="fuse", device_name="fuse"
+    )
+    from cdi_fuse.cdi import store
+
+    return store.write_spec(spec, directory / name).path
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> dict[str, Path]:
+    spec_dir = tmp_path / "cdi"
+    plugin_dir = tmp_path / "device-plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "kubelet.sock").touch()
+    proc = tmp_path / "filesystems"
+    proc.write_text(PROC_FILESYSTEMS_WITH_FUSE)
+    sys_root = tmp_path / "sys"
+    (sys_root / "module/apparmor/parameters").mkdir(parents=True)
+    (sys_root / "module/apparmor/parameters/enabled").write_text("Y\n")
+    return {"spec_dir": spec_dir, "plugin_dir": plugin_dir, "proc": proc, "sys": sys_root}
+
+
+def _options(node: dict[str, Path], endpoint: str, **overrides: object) -> doctor.DoctorOptions:
+    values: dict[str, object] = {
+        "device_path": Path("/dev/fuse"),
+        "proc_filesystems": node["proc"],
+        "qualified_name": QUALIFIED,
+        "spec_dirs": (node["spec_dir"],),
+        "runtime_endpoints": (endpoint,),
+        "device_plugin_dir": node["plugin_dir"],
+        "sys_root": node["sys"],
+        "runtime_timeout": 1.0,
+    }
+    values.update(overrides)
+    return doctor.DoctorOptions(**values)  # type: ignore[arg-type]
+
+
+def _by_name(report: doctor.Report) -> dict[str, doctor.Check]:
+    return {check.name: check for check in report.checks}
+
+
+requires_fuse = pytest.mark.skipif(not Path("/dev/fuse").exists(), reason="no /dev/fuse on this machine")
+
+
+@requires_fuse
+def test_ready_node_with_cdi_runtime_picks_cdi(node: dict[str, Path]) -> None:
+    _write_spec(node["spec_dir"])
+    config = containerd_config(enable_cdi=True, spec_dirs=[str(node["spec_dir"])])
+    with serve_fake_cri(runtime_name="containerd", runtime_version="v1.7.24", config=config) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint))
+    checks = _by_name(report)
+    assert not report.blocking
+    assert checks["runtime"].status == "ok"
+    assert "containerd v1.7.24: CDI enabled" in checks["runtime"].detail
+    assert checks["spec"].status == "ok" and "resolves to" in checks["spec"].detail
+    assert checks["kubelet"].status == "ok"
+    assert "AppArmor enabled" in checks["security"].detail
+    assert "apparmor" in checks["security"].hint.lower()
+    assert report.strategy == "cdi+cdi-annotations"
+
+
+@requires_fuse
+def test_cdi_off_runtime_picks_device_spec_and_hints_runtime_config(node: dict[str, Path]) -> None:
+    _write_spec(node["spec_dir"])
+    config = containerd_config(enable_cdi=False, spec_dirs=[str(node["spec_dir"])])
+    with serve_fake_cri(runtime_name="containerd", runtime_version="v1.7.24", config=config) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint))
+    runtime = _by_name(report)["runtime"]
+    assert runtime.status == "warn"
+    assert "CDI disabled" in runtime.detail
+    assert "runtime-config" in runtime.hint
+    assert report.strategy == "device-spec"
+    assert not report.blocking
+
+
+@requires_fuse
+def test_duplicate_spec_blocks_and_unreachable_runtime_sends_everything(node: dict[str, Path]) -> None:
+    _write_spec(node["spec_dir"])
+    _write_spec(node["spec_dir"], "copy.yaml")
+    report = doctor.run_doctor(_options(node, "unix:///nonexistent/cri.sock"))
+    checks = _by_name(report)
+    assert checks["spec"].status == "fail"
+    assert "defined twice" in checks["spec"].detail
+    assert checks["runtime"].status == "warn"
+    assert report.strategy == "cdi+cdi-annotations+device-spec"
+    assert report.blocking
+
+
+def test_missing_device_and_kernel_support_block(node: dict[str, Path], tmp_path: Path) -> None:
+    node["proc"].write_text(PROC_FILESYSTEMS_WITHOUT_FUSE)
+    report = doctor.run_doctor(_options(node, "unix:///nonexistent/cri.sock", device_path=tmp_path / "nofuse"))
+    checks = _by_name(report)
+    assert checks["kernel"].status == "fail" and "modprobe fuse" in checks["kernel"].hint
+    assert checks["device"].status == "fail" and "does not exist" in checks["device"].detail
+    assert report.blocking
+
+
+def test_doctor_cli_json_and_exit_code(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "doctor",
+            "--device-path",
+            str(tmp_path / "missing"),
+            "--spec-dir",
+            str(tmp_path),
+            "--runtime-endpoint",
+            "unix:///nonexistent/cri.sock",
+            "--device-plugin-dir",
+            str(tmp_path / "nokubelet"),
+            "--output",
+            "json",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.output)
+    assert data["ok"] is False
+    names = [c["name"] for c in data["checks"]]
+    assert names[:2] == ["kernel", "device"]
+    assert {"spec", "runtime", "kubelet", "security"} <= set(names)
+    assert data["strategy"]["auto"] == "cdi+cdi-annotations+device-spec"
+
+
+@requires_fuse
+def test_doctor_cli_text_ready(node: dict[str, Path]) -> None:
+    _write_spec(node["spec_dir"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "doctor",
+            "--spec-dir",
+            str(node["spec_dir"]),
+            "--runtime-endpoint",
+            "unix:///nonexistent/cri.sock",
+            "--device-plugin-dir",
+            str(node["plugin_dir"]),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "strategy auto would use: cdi+cdi-annotations+device-spec" in result.output
+    assert "verdict: ready for FUSE pods" in result.output
+
+
+def test_runtime_config_containerd_version_follows_the_running_runtime() -> None:
+    with serve_fake_cri(runtime_name="containerd", runtime_version="v2.1.0", config=containerd_config()) as endpoint:
+        result = CliRunner().invoke(app, ["runtime-config", "containerd", "--runtime-endpoint", endpoint])
+    assert result.exit_code == 0, result.output
+    assert "version = 3" in result.output
+    assert (
+        "[plugins.'io.containerd.cri.v1.runtime']" in result.output
+        or '[plugins."io.containerd.cri.v1.runtime"]' in result.output
+    )
+    assert "enable_cdi = true" in result.output
+
+
+def test_runtime_config_containerd_defaults_to_version_2_when_runtime_unreachable() -> None:
+    result = CliRunner().invoke(
+        app, ["runtime-config", "containerd", "--runtime-endpoint", "unix:///nonexistent/c.sock"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "version = 2" in result.output
+    assert '[plugins."io.containerd.grpc.v1.cri"]' in result.output
+    assert "--config-version 3" in result.output
+
+
+def test_runtime_config_apply_edits_keeps_comments_and_is_idempotent(tmp_path: Path) -> None:
+    target = tmp_path / "config.toml"
+    target.write_text((DATA / "containerd-1.7.toml").read_text())
+    comments = [line for line in target.read_text().splitlines() if line.lstrip().startswith("#")]
+    first = CliRunner().invoke(app, ["runtime-config", "containerd", "--apply", "--config", str(target)])
+    assert first.exit_code == 0, first.output
+    assert "restart" in first.output and "containerd" in first.output
+    text = target.read_text()
+    assert "enable_cdi = true" in text
+    assert all(comment in text for comment in comments)
+    assert list(tmp_path.glob("config.toml.bak-*")), "a backup is written"
+    second = CliRunner().invoke(app, ["runtime-config", "containerd", "--apply", "--config", str(target)])
+    assert second.exit_code == 0
+    assert "unchanged" in second.output
+    assert target.read_text() == text
+    assert len(list(tmp_path.glob("config.toml.bak-*"))) == 1
+
+
+def test_runtime_config_rejects_unknown_config_version() -> None:
+    result = CliRunner().invoke(app, ["runtime-config", "containerd", "--config-version", "7"])
+    assert result.exit_code == 2
+    assert "use 2 or 3" in result.output
+
+
+def test_generate_options_qualified_name_matches_default() -> None:
+    assert generate.GenerateOptions().qualified_name == QUALIFIED
