@@ -7,17 +7,18 @@ SPEC_DIR ?= /etc/cdi
 .PHONY: run test venv system-deps lint unit bench proto clean
 
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV) || { sh scripts/install-system-deps.sh python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
 
-## run: install into .venv, write the CDI spec for this node's /dev/fuse and list what the spec dirs provide
+## run: install into .venv, write the CDI spec for this node's /dev/fuse, list the spec dirs, show the doctor report
 run: venv
 	$(BIN)/cdi-fuse generate --spec-dir $(SPEC_DIR)
-	$(BIN)/cdi-fuse list
+	$(BIN)/cdi-fuse list --spec-dir $(SPEC_DIR)
+	$(BIN)/cdi-fuse doctor --spec-dir $(SPEC_DIR)
 
 ## system-deps: the Debian packages the real-runtime tests use (installed only when root and missing)
 system-deps:
@@ -30,7 +31,7 @@ lint: venv
 
 ## test: system packages, lint, type checks, import layers and the whole test suite
 test: venv system-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -p no:cacheprovider
 
 bench: venv
 	$(PY) bench/run.py

@@ -2,7 +2,8 @@
 # Installs the Debian packages the end-to-end tests drive. Does nothing when they are present;
 # as non-root it only reports what is missing (those tests then skip and say why).
 set -eu
-PACKAGES="podman runc bindfs fuse3 apparmor util-linux iproute2"
+# Arguments replace the default list (the Makefile asks for python3-venv alone when venv is missing).
+PACKAGES="${*:-podman runc bindfs fuse3 apparmor util-linux}"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

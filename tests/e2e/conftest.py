@@ -36,6 +36,9 @@ def podman_missing_reason() -> str | None:
 def podman_version() -> str:
     reason = podman_missing_reason()
     if reason is not None:
+        print(f"podman e2e unavailable: {reason}")
+        if os.environ.get("CDI_FUSE_REQUIRE_E2E") == "1":
+            pytest.fail(f"podman e2e unavailable: {reason} (and CDI_FUSE_REQUIRE_E2E=1)")
         pytest.skip(reason)
     return podman.runtime_version()
 
