@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +59,11 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<` merge keys: SafeLoader merges them below; explicit keys override them
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports it as a ConstructorError ("found unhashable key")
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
@@ -67,6 +71,20 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _DuplicateJsonKeyError(ValueError):
+    pass
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Reject duplicate keys in JSON as the YAML loader does (json.loads would keep the last silently)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateJsonKeyError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
 
 
 def load_spec_data(path: Path) -> object:
@@ -85,18 +103,23 @@ def load_spec_data(path: Path) -> object:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise errors.SpecError(f"spec is not UTF-8 text (byte {exc.start})", path=path) from exc
+    is_json = path.suffix == ".json"
     try:
-        if path.suffix == ".json":
-            return json.loads(text)
+        if is_json:
+            return json.loads(text, object_pairs_hook=_json_object)
         return yaml.load(text, Loader=_StrictLoader)
     except json.JSONDecodeError as exc:
         raise errors.SpecError(f"malformed JSON: {exc.msg}", path=path, location=f"line {exc.lineno}") from exc
+    except _DuplicateJsonKeyError as exc:
+        raise errors.SpecError(f"malformed JSON: {exc}", path=path) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise errors.SpecError(f"malformed YAML: {exc.problem or exc}", path=path, location=where) from exc
-    except (yaml.YAMLError, RecursionError) as exc:
+    except yaml.YAMLError as exc:
         raise errors.SpecError(f"malformed YAML: {exc}", path=path) from exc
+    except RecursionError as exc:
+        raise errors.SpecError(f"malformed {'JSON' if is_json else 'YAML'}: nested too deeply", path=path) from exc
 
 
 def read_spec(path: Path) -> models.Spec:
@@ -153,8 +176,11 @@ def write_spec(
     validation.validate_spec(spec)
     content = encode_spec(spec, fmt or format_for_path(path)).encode("utf-8")
     directory = path.parent
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
     try:
         directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        for created in missing:  # mkdir's mode is masked by the umask; the runtime must be able to read
+            os.chmod(created, _DIR_MODE)
     except OSError as exc:
         raise errors.SpecWriteError(
             f"cannot create spec directory {str(directory)!r}: {exc.strerror}", path=path
@@ -225,7 +251,12 @@ def scan_spec_dirs(spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS) -> SpecRegistr
     registry = SpecRegistry(spec_dirs=tuple(spec_dirs))
     conflicted: set[str] = set()
     for priority, directory in enumerate(spec_dirs):
-        for path in _spec_files(directory):
+        try:
+            paths = _spec_files(directory)
+        except OSError as exc:  # e.g. unreadable: recorded like a bad file, the other dirs still count
+            registry.spec_errors[directory] = f"cannot scan spec dir: {exc.strerror or exc}"
+            continue
+        for path in paths:
             try:
                 spec = read_spec(path)
             except errors.SpecError as exc:

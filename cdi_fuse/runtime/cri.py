@@ -91,9 +91,7 @@ def query_runtime(endpoint: str, *, timeout: float = 2.0) -> RuntimeInfo:
     try:
         with grpc.insecure_channel(f"unix://{os.path.abspath(path)}") as channel:
             stub = cri_pb2_grpc.RuntimeServiceStub(channel)
-            version = stub.Version(
-                cri_pb2.VersionRequest(version=_CRI_API_VERSION), timeout=_remaining(deadline)
-            )
+            version = stub.Version(cri_pb2.VersionRequest(version=_CRI_API_VERSION), timeout=_remaining(deadline))
             method = "Status"
             status = stub.Status(cri_pb2.StatusRequest(verbose=True), timeout=_remaining(deadline))
     except grpc.RpcError as err:
@@ -247,6 +245,8 @@ def _decide_cdi(
     dirs = _spec_dirs(config, endpoint)
     if explicit is not None:
         return explicit, dirs, f"{label or 'unnamed runtime'} reports enableCDI={str(explicit).lower()}"
-    return False, dirs, (
-        f"unknown runtime {version.runtime_name!r}: cannot tell whether it resolves cdi devices, assuming not"
+    return (
+        False,
+        dirs,
+        (f"unknown runtime {version.runtime_name!r}: cannot tell whether it resolves cdi devices, assuming not"),
     )
