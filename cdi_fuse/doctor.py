@@ -186,6 +186,6 @@ def run_doctor(options: DoctorOptions) -> Report:
         report.checks.append(_specs(options, view.spec_dirs, "runtime spec dirs"))
     report.checks.append(_kubelet(options))
     report.checks.append(_lsm(options))
-    decision = strategies.decide_auto(view, error, options.qualified_name)
+    decision = strategies.decide_auto(view, error, options.qualified_name, fallback_spec_dirs=options.spec_dirs)
     report.strategy, report.strategy_reason = decision.label, decision.reason
     return report

@@ -202,6 +202,7 @@ class Manager:
         self._runtime_view: api.RuntimeView | None = None
         self._runtime_error: errors.CdiFuseError | None = None
         self._last_decision: api.Decision | None = None
+        self._spec_error: str | None = None
         self.endpoints = [
             Endpoint(
                 plugin_dir=config.plugin_dir,
@@ -439,8 +440,11 @@ class Manager:
         try:
             result = generate.generate(self.config.generate_options)
         except errors.CdiFuseError as exc:
-            log.error("cannot write the CDI spec: %s", exc)
+            if str(exc) != self._spec_error:  # once per distinct failure, not at every periodic check
+                log.error("cannot write the CDI spec: %s", exc)
+                self._spec_error = str(exc)
             return
+        self._spec_error = None
         if result.changed:
             log.info("wrote CDI spec %s (%s)", result.path, result.qualified_name)
             if self.metrics:
@@ -452,7 +456,12 @@ class Manager:
         else:
             if ask_runtime:
                 self._ask_runtime()
-            decision = strategies.decide_auto(self._runtime_view, self._runtime_error, self.qualified_name)
+            decision = strategies.decide_auto(
+                self._runtime_view,
+                self._runtime_error,
+                self.qualified_name,
+                fallback_spec_dirs=self.config.spec_dirs,
+            )
         self.state.set_decision(decision)
         if self.metrics:
             self.metrics.set_decision(decision)

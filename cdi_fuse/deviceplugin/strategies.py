@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cdi_fuse import errors
 from cdi_fuse.cdi import names, store
@@ -86,16 +87,28 @@ def decide_auto(
     runtime: api.RuntimeView | None,
     query_error: errors.CdiFuseError | None,
     qualified_name: str,
+    *,
+    fallback_spec_dirs: Sequence[Path] = (),
 ) -> api.Decision:
     """Choose strategies from what the runtime says and what its spec dirs provide.
 
-    - runtime cannot be asked: every strategy (CDI names plus the raw device), so any runtime works;
+    - runtime cannot be asked: every strategy (CDI names plus the raw device), so any runtime works —
+      unless the name resolves nowhere in `fallback_spec_dirs` (the plugin's own --spec-dir): a CDI-on
+      runtime fails CreateContainer on an unresolvable name, so then the raw device only;
     - CDI off: the raw DeviceSpec only;
     - CDI on and the name resolves to exactly one device in the runtime's spec dirs: CDI names and
       CDI annotations (no raw device, so the runtime's CDI edits are the only source of the node);
     - CDI on but the name is missing or defined twice: the raw DeviceSpec only.
     """
     if runtime is None:
+        fallback = store.scan_spec_dirs(fallback_spec_dirs)
+        if qualified_name in fallback.conflicts or fallback.resolve(qualified_name) is None:
+            dirs = ", ".join(str(d) for d in fallback_spec_dirs)
+            return api.Decision(
+                frozenset({api.DEVICE_SPEC}),
+                f"runtime could not be asked ({query_error}) and {qualified_name} does not resolve uniquely "
+                f"in {dirs}; sending the device only",
+            )
         return api.Decision(
             frozenset(api.ALL_STRATEGIES),
             f"runtime could not be asked ({query_error}); sending CDI names and the device",
