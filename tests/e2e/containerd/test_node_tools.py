@@ -1,0 +1,121 @@
+"""`cdi-fuse doctor` and `cdi-fuse runtime-config` against the real containerd of the e2e fixture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import tomlkit
+
+from tests.e2e.containerd import harness
+
+RuntimeFactory = Callable[[bool], harness.ContainerdRuntime]
+CDI_FUSE = [sys.executable, "-m", "cdi_fuse"]
+
+
+def _cdi_fuse(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CDI_FUSE, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def _doctor(runtime: harness.ContainerdRuntime, vendor: str, tmp_path: Path) -> dict[str, object]:
+    result = _cdi_fuse(
+        "doctor",
+        "--output",
+        "json",
+        "--vendor",
+        vendor,
+        "--spec-dir",
+        str(runtime.spec_dir),
+        "--runtime-endpoint",
+        runtime.endpoint,
+        "--device-plugin-dir",
+        str(tmp_path),
+    )
+    assert result.returncode in (0, 1), result.stderr
+    assert "Traceback" not in result.stderr
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def _check(report: dict[str, object], name: str) -> dict[str, str]:
+    checks = report["checks"]
+    assert isinstance(checks, list)
+    (found,) = [c for c in checks if c["name"] == name]
+    return dict(found)
+
+
+def test_doctor_reads_cdi_on_from_real_containerd(containerd_runtime: RuntimeFactory, tmp_path: Path) -> None:
+    runtime = containerd_runtime(True)
+    vendor = f"doctor-{uuid.uuid4().hex[:8]}.cdi-fuse.io"
+    name = harness.generate_fuse_spec(runtime.spec_dir, vendor)
+    try:
+        report = _doctor(runtime, vendor, tmp_path)
+    finally:
+        (runtime.spec_dir / f"{vendor}-fuse.yaml").unlink(missing_ok=True)
+    check = _check(report, "runtime")
+    assert check["status"] == "ok", check
+    assert f"containerd {runtime.version}" in check["detail"] or runtime.version.split("~")[0] in check["detail"]
+    assert "CDI enabled" in check["detail"] and str(runtime.spec_dir) in check["detail"]
+    assert _check(report, "spec")["status"] == "ok"
+    assert name in _check(report, "spec")["detail"]
+    assert report["strategy"] == {"auto": "cdi+cdi-annotations", "reason": report["strategy"]["reason"]}  # type: ignore[index]
+
+
+def test_doctor_reads_cdi_off_from_real_containerd(containerd_runtime: RuntimeFactory, tmp_path: Path) -> None:
+    runtime = containerd_runtime(False)
+    vendor = f"doctor-{uuid.uuid4().hex[:8]}.cdi-fuse.io"
+    harness.generate_fuse_spec(runtime.spec_dir, vendor)
+    try:
+        report = _doctor(runtime, vendor, tmp_path)
+    finally:
+        (runtime.spec_dir / f"{vendor}-fuse.yaml").unlink(missing_ok=True)
+    check = _check(report, "runtime")
+    assert check["status"] == "warn"
+    assert "CDI disabled" in check["detail"]
+    assert "runtime-config" in check["hint"]
+    assert report["strategy"]["auto"] == "device-spec"  # type: ignore[index]
+
+
+def test_runtime_config_prints_version_2_for_containerd_1_7(containerd_runtime: RuntimeFactory) -> None:
+    runtime = containerd_runtime(False)
+    result = _cdi_fuse("runtime-config", "containerd", "--runtime-endpoint", runtime.endpoint)
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    document = tomlkit.parse(result.stdout)
+    assert document["version"] == 2
+    cri = document["plugins"]["io.containerd.grpc.v1.cri"]  # type: ignore[index]
+    assert cri["enable_cdi"] is True  # type: ignore[index]
+    assert list(cri["cdi_spec_dirs"]) == ["/etc/cdi", "/var/run/cdi"]  # type: ignore[index]
+
+
+def test_runtime_config_apply_turns_cdi_on_in_a_config_containerd_accepts(
+    containerd_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    """Apply to the CDI-off daemon's own config; containerd's `config dump` of the result says CDI is on."""
+    runtime = containerd_runtime(False)
+    config = tmp_path / "config.toml"
+    shutil.copy(runtime.daemon.paths.config, config)
+    containerd = str(runtime.daemon.install.containerd)
+
+    def dumped() -> dict[str, object]:
+        out = subprocess.run(
+            [containerd, "--config", str(config), "config", "dump"], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        cri: dict[str, object] = tomlkit.parse(out.stdout)["plugins"]["io.containerd.grpc.v1.cri"]  # type: ignore[index,assignment]
+        return cri
+
+    assert dumped()["enable_cdi"] is False
+    result = _cdi_fuse("runtime-config", "containerd", "--apply", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "restart" in result.stdout
+    cri = dumped()
+    assert cri["enable_cdi"] is True
+    assert list(cri["cdi_spec_dirs"]) == ["/etc/cdi", "/var/run/cdi"]  # type: ignore[call-overload]
+    again = _cdi_fuse("runtime-config", "containerd", "--apply", "--config", str(config))
+    assert again.returncode == 0 and "unchanged" in again.stdout
