@@ -88,9 +88,9 @@ def test_runtime_config_prints_version_2_for_containerd_1_7(containerd_runtime: 
     print(result.stdout)
     document = tomlkit.parse(result.stdout)
     assert document["version"] == 2
-    cri = document["plugins"]["io.containerd.grpc.v1.cri"]  # type: ignore[index]
-    assert cri["enable_cdi"] is True  # type: ignore[index]
-    assert list(cri["cdi_spec_dirs"]) == ["/etc/cdi", "/var/run/cdi"]  # type: ignore[index]
+    cri = document["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["enable_cdi"] is True
+    assert list(cri["cdi_spec_dirs"]) == ["/etc/cdi", "/var/run/cdi"]
 
 
 def test_runtime_config_apply_turns_cdi_on_in_a_config_containerd_accepts(
@@ -107,7 +107,7 @@ def test_runtime_config_apply_turns_cdi_on_in_a_config_containerd_accepts(
             [containerd, "--config", str(config), "config", "dump"], capture_output=True, text=True, timeout=60
         )
         assert out.returncode == 0, out.stderr
-        cri: dict[str, object] = tomlkit.parse(out.stdout)["plugins"]["io.containerd.grpc.v1.cri"]  # type: ignore[index,assignment]
+        cri: dict[str, object] = tomlkit.parse(out.stdout)["plugins"]["io.containerd.grpc.v1.cri"]
         return cri
 
     assert dumped()["enable_cdi"] is False
