@@ -163,6 +163,8 @@ def _readable(path: Path) -> str | None:
         return "no such file"
     if path.is_dir():
         return "is a directory"
+    if not path.is_file():  # a FIFO or device would block the read or never end
+        return "not a regular file"
     if not os.access(path, os.R_OK):
         return "permission denied"
     return None
@@ -350,11 +352,14 @@ def plugin_command(
 
     from cdi_fuse import doctor
     from cdi_fuse.deviceplugin import lifecycle, strategies
+    from cdi_fuse.deviceplugin import metrics as plugin_metrics
     from cdi_fuse.runtime import cri
 
-    logging.getLogger().setLevel(log_level.upper())
     try:
+        logging.getLogger().setLevel(log_level.upper())
         choice = strategies.parse_strategy(strategy)
+        if metrics_address:
+            plugin_metrics.parse_address(metrics_address)
     except ValueError as exc:
         raise _fail(str(exc), code=EXIT_USAGE) from None
     dirs = tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS
@@ -381,11 +386,7 @@ def plugin_command(
     )
     metrics_server = None
     try:
-        metrics = None
-        if metrics_address:
-            from cdi_fuse.deviceplugin import metrics as plugin_metrics
-
-            metrics = plugin_metrics.PluginMetrics()
+        metrics = plugin_metrics.PluginMetrics() if metrics_address else None
         manager = lifecycle.Manager(config, metrics=metrics)
         if metrics is not None and metrics_address:
             metrics_server = plugin_metrics.MetricsServer(metrics_address, metrics, manager.health_report)

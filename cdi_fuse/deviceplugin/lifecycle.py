@@ -150,7 +150,8 @@ class Endpoint:
                 f"{exc.code().name}: {exc.details()}",
                 socket=kubelet,
             ) from exc
-        self.kubelet_inode = kubelet_inode
+        # kubelet.sock may have appeared during the call: its creation event must not register again
+        self.kubelet_inode = kubelet_inode if kubelet_inode is not None else _inode(kubelet)
 
     def stop(self) -> None:
         if self._service is not None:
@@ -445,6 +446,7 @@ class Manager:
                 self._spec_error = str(exc)
             return
         self._spec_error = None
+        self._watcher.watch(self.spec_path.parent)  # the dir may have been removed and created again
         if result.changed:
             log.info("wrote CDI spec %s (%s)", result.path, result.qualified_name)
             if self.metrics:

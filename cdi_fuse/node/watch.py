@@ -57,9 +57,12 @@ class DirWatcher:
         self._poll.register(self._wake_read, select.POLLIN)
 
     def watch(self, directory: Path) -> bool:
-        """Start watching a directory; False when it does not exist (yet)."""
-        if directory in self._dirs.values():
-            return True
+        """Start watching a directory; False when it does not exist (yet).
+
+        Always asks inotify: a directory removed and created again is a new inode that needs a new
+        watch even while the old watch's IN_IGNORED is still unread (inotify returns the same wd
+        when the inode is already watched).
+        """
         try:
             wd = self._inotify.add_watch(directory, _MASK | _FLAGS.ONLYDIR)
         except OSError:

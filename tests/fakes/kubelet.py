@@ -1,30 +1,55 @@
 """A fake kubelet that behaves like the real one towards device plugins.
 
 - serves Registration on <dir>/kubelet.sock;
-- on Register, checks the version, then (asynchronously, like the kubelet) dials the plugin's socket,
-  calls GetDevicePluginOptions, then keeps a ListAndWatch stream open and records every list;
+- on Register, checks the version, the endpoint (a file name in the dir) and the resource name, records
+  whether the plugin's socket already accepted connections, then (asynchronously, like the kubelet)
+  dials the plugin's socket, calls GetDevicePluginOptions, then keeps a ListAndWatch stream open and
+  records every list;
 - `restart()` deletes every socket in the dir (the checkpoint file aside) and serves kubelet.sock again;
 - `allocate()` calls Allocate on a registered plugin the way the kubelet does.
+
+`plugin_config()` builds a PluginConfig for a plugin in the fake kubelet's dir with a test device node;
+`plugin_thread()` runs a `lifecycle.Manager` in a thread (the way `cdi-fuse plugin` runs it) and
+always stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
+import socket
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse._proto import deviceplugin_pb2_grpc as pb_grpc
+from cdi_fuse.deviceplugin import lifecycle, strategies
+from cdi_fuse.node import generate
 
 KUBELET_SOCKET = "kubelet.sock"
 CHECKPOINT = "kubelet_internal_checkpoint"
+# An extended resource name as the kubelet accepts it: <domain>/<name>, outside kubernetes.io.
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def _accepts_connections(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 @dataclass
@@ -35,12 +60,16 @@ class PluginConnection:
     lists: list[pb.ListAndWatchResponse] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
     stream: object | None = None
+    stream_ended: bool = False
 
     @property
     def stub(self) -> pb_grpc.DevicePluginStub:
         return pb_grpc.DevicePluginStub(self.channel)
 
-    def wait_for_list(self, predicate, timeout: float = 5.0) -> pb.ListAndWatchResponse:
+    def wait_for_list(
+        self, predicate: Callable[[pb.ListAndWatchResponse], bool], timeout: float = 5.0
+    ) -> pb.ListAndWatchResponse:
+        """The newest ListAndWatch response once it satisfies `predicate` (AssertionError on timeout)."""
         with self.changed:
             ok = self.changed.wait_for(lambda: bool(self.lists) and predicate(self.lists[-1]), timeout)
             if not ok:
@@ -52,6 +81,9 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
     def __init__(self, plugin_dir: Path) -> None:
         self.plugin_dir = plugin_dir
         self.requests: list[pb.RegisterRequest] = []
+        # Per Register call, in order: did the plugin's socket accept connections when Register arrived?
+        self.served_at_register: list[bool] = []
+        self.connect_errors: list[str] = []
         self.plugins: dict[str, PluginConnection] = {}
         self._server: grpc.Server | None = None
         self._registered = threading.Condition()
@@ -61,10 +93,15 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.Empty:
         if request.version != "v1beta1":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported version {request.version!r}")
-        if "/" in request.endpoint:
+        if not request.endpoint or "/" in request.endpoint:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "endpoint must be a file name")
+        if not _RESOURCE_NAME.fullmatch(request.resource_name):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid resource name {request.resource_name!r}")
+        served = _accepts_connections(self.plugin_dir / request.endpoint)
         with self._registered:
             self.requests.append(request)
+            self.served_at_register.append(served)
+            self._registered.notify_all()
         threading.Thread(target=self._connect, args=(request,), daemon=True).start()
         return pb.Empty()
 
@@ -85,12 +122,17 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
                 with conn.changed:
                     conn.lists.append(response)
                     conn.changed.notify_all()
-        except grpc.RpcError:
-            pass
+        except grpc.RpcError as exc:
+            with self._registered:
+                self.connect_errors.append(f"{request.resource_name}: {exc}")
+        finally:
+            with conn.changed:
+                conn.stream_ended = True
+                conn.changed.notify_all()
 
     # control
     def start(self) -> None:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fake-kubelet"))
         pb_grpc.add_RegistrationServicer_to_server(self, server)
         server.add_insecure_port(f"unix:{self.plugin_dir / KUBELET_SOCKET}")
         server.start()
@@ -100,9 +142,11 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         if self._server is not None:
             self._server.stop(grace=0).wait()
             self._server = None
-        for conn in list(self.plugins.values()):
+        with self._registered:
+            connections = list(self.plugins.values())
+            self.plugins.clear()
+        for conn in connections:
             conn.channel.close()
-        self.plugins.clear()
         with contextlib.suppress(FileNotFoundError):
             (self.plugin_dir / KUBELET_SOCKET).unlink()
 
@@ -125,6 +169,10 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
                 raise AssertionError(f"{len(self.requests)} registrations after {timeout}s, expected {count}")
             return list(self.requests)
 
+    def registrations_of(self, resource: str) -> list[pb.RegisterRequest]:
+        with self._registered:
+            return [r for r in self.requests if r.resource_name == resource]
+
     def wait_for_plugin(
         self, resource: str, timeout: float = 5.0, *, newer_than: PluginConnection | None = None
     ) -> PluginConnection:
@@ -133,7 +181,9 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
                 lambda: resource in self.plugins and self.plugins[resource] is not newer_than, timeout
             )
             if not ok:
-                raise AssertionError(f"plugin {resource!r} did not connect in {timeout}s")
+                raise AssertionError(
+                    f"plugin {resource!r} did not connect in {timeout}s (connect errors: {self.connect_errors})"
+                )
             return self.plugins[resource]
 
     def allocate(self, resource: str, requests: Sequence[Sequence[str]], timeout: float = 5.0) -> pb.AllocateResponse:
@@ -141,7 +191,8 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         request = pb.AllocateRequest(
             container_requests=[pb.ContainerAllocateRequest(devices_ids=list(ids)) for ids in requests]
         )
-        return conn.stub.Allocate(request, timeout=timeout)
+        response: pb.AllocateResponse = conn.stub.Allocate(request, timeout=timeout)
+        return response
 
 
 @contextlib.contextmanager
@@ -157,3 +208,67 @@ def fake_kubelet(plugin_dir: Path | None = None) -> Iterator[FakeKubelet]:
         kubelet.stop()
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def plugin_config(
+    kubelet: FakeKubelet,
+    device: Path,
+    proc_filesystems: Path,
+    spec_dir: Path,
+    *,
+    strategy: str = "cdi",
+    permissions: str = "rw",
+    **overrides: Any,
+) -> lifecycle.PluginConfig:
+    """A plugin serving the fake kubelet's dir, probing `device` (a test node standing in for the host's
+    /dev/fuse), writing its spec into `spec_dir`; no runtime probe, a safety interval of an hour so only
+    events drive it. `overrides` are further PluginConfig fields."""
+    options = generate.GenerateOptions(
+        device_path=device,
+        host_device_path=Path("/dev/fuse"),
+        spec_dir=spec_dir,
+        permissions=permissions,
+        proc_filesystems=proc_filesystems,
+    )
+    fields: dict[str, Any] = {
+        "plugin_dir": kubelet.plugin_dir,
+        "count": 3,
+        "strategy": strategies.parse_strategy(strategy),
+        "spec_dirs": (spec_dir,),
+        "generate_options": options,
+        "safety_interval": 3600.0,
+        **overrides,
+    }
+    return lifecycle.PluginConfig(**fields)
+
+
+class PluginThread:
+    """A Manager running in a thread; `error` holds what `run()` raised, if anything."""
+
+    def __init__(self, manager: lifecycle.Manager) -> None:
+        self.manager = manager
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="plugin", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.manager.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.manager.stop()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f"plugin thread still running {timeout}s after stop()")
+
+
+@contextlib.contextmanager
+def plugin_thread(manager: lifecycle.Manager) -> Iterator[PluginThread]:
+    """Run `manager.run()` in a thread for the duration of the block; always stopped and joined."""
+    runner = PluginThread(manager)
+    runner.thread.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
