@@ -228,6 +228,7 @@ class Manager:
             container_device_path=fuse.CONTAINER_DEVICE_PATH,
             permissions=options.permissions,
             device_ids=device_ids(options.device_name, self.config.count),
+            with_annotations=self.config.strategy.fixed is None or api.CDI_ANNOTATIONS in self.config.strategy.fixed,
         )
         observer = self.metrics.observer(resource_name) if self.metrics else None
 
@@ -299,11 +300,12 @@ class Manager:
             self.shutdown()
 
     def shutdown(self) -> None:
+        served = any(endpoint.socket_is_ours() for endpoint in self.endpoints)
         for endpoint in self.endpoints:
             endpoint.stop()
             self.state.set_registered(endpoint.resource_name, False)
         self._watcher.close()
-        log.info("stopped: sockets removed")
+        log.info("stopped: sockets removed" if served else "stopped")
 
     # --- the loop ---
 
@@ -409,7 +411,7 @@ class Manager:
             endpoint.register(self.config.register_timeout)
         except errors.RegistrationError as exc:
             if endpoint.backoff == 0.0:
-                log.warning("%s; retrying with backoff up to %.0fs", exc, self.config.max_backoff)
+                log.warning("%s; retrying with backoff up to %gs", exc, self.config.max_backoff)
             if self.metrics:
                 self.metrics.registration_failures.labels(endpoint.resource_name).inc()
             self._schedule_retry(endpoint)

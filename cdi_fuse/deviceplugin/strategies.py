@@ -50,7 +50,11 @@ def plugin_name(resource_name: str) -> str:
 
 
 class AllocationBuilder:
-    """Builds the Allocation for a set of device IDs under a decision. Keys are precomputed per ID."""
+    """Builds the Allocation for a set of device IDs under a decision.
+
+    Annotation keys are precomputed per ID (so a resource name too long for them fails at start),
+    but only when `with_annotations`: a plugin that never sends cdi-annotations does not need them.
+    """
 
     def __init__(
         self,
@@ -61,12 +65,15 @@ class AllocationBuilder:
         container_device_path: str,
         permissions: str,
         device_ids: Iterable[api.DeviceId],
+        with_annotations: bool = True,
     ) -> None:
         names.parse_qualified_name(qualified_name)
         self.qualified_name = qualified_name
         self._device_spec = api.DeviceSpecEdit(container_device_path, host_device_path, permissions)
         prefix = plugin_name(resource_name)
-        self._annotation_keys = {device_id: names.annotation_key(prefix, device_id) for device_id in device_ids}
+        self._annotation_keys = (
+            {device_id: names.annotation_key(prefix, device_id) for device_id in device_ids} if with_annotations else {}
+        )
 
     def build(self, device_ids: Iterable[api.DeviceId], strategies: frozenset[str]) -> api.Allocation:
         ids = list(device_ids)
@@ -75,7 +82,7 @@ class AllocationBuilder:
         device_specs: tuple[api.DeviceSpecEdit, ...] = ()
         if api.CDI in strategies:
             cdi_devices = (self.qualified_name,)
-        if api.CDI_ANNOTATIONS in strategies and ids:
+        if api.CDI_ANNOTATIONS in strategies and ids and self._annotation_keys:
             # One key per container (from its first device): every ID grants the same shared device.
             annotations = {self._annotation_keys[ids[0]]: self.qualified_name}
         if api.DEVICE_SPEC in strategies:

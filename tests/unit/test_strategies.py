@@ -503,3 +503,30 @@ def test_auto_follows_the_runtime_spec_dirs(
             assert strategies_of(allocate_one(kubelet)) == {"device-spec"}
             write_fuse_spec(char_device, proc_filesystems, cdi_dir)
             wait_for_strategies(kubelet, {"cdi", "cdi-annotations"})
+
+
+def test_builder_without_annotations_accepts_resource_names_too_long_for_keys() -> None:
+    """Regression: a long resource name made the plugin fail at start even with --strategy cdi."""
+    long_resource = "example.com/" + "f" * 60
+    ids = [api.DeviceId("fuse-0")]
+    with pytest.raises(errors.InvalidNameError, match="longer than 63"):
+        strategies.AllocationBuilder(
+            resource_name=long_resource,
+            qualified_name=QUALIFIED,
+            host_device_path="/dev/fuse",
+            container_device_path="/dev/fuse",
+            permissions="rw",
+            device_ids=ids,
+        )
+    builder = strategies.AllocationBuilder(
+        resource_name=long_resource,
+        qualified_name=QUALIFIED,
+        host_device_path="/dev/fuse",
+        container_device_path="/dev/fuse",
+        permissions="rw",
+        device_ids=ids,
+        with_annotations=False,
+    )
+    allocation = builder.build(ids, frozenset({api.CDI}))
+    assert allocation.cdi_devices == (QUALIFIED,)
+    assert allocation.annotations == {}
