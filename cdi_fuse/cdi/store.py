@@ -52,8 +52,38 @@ def encode_spec(spec: models.Spec, fmt: SpecFormat = "yaml") -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
+# Aliases may repeat at most this many nodes: a few hundred bytes of nested aliases ("billion laughs")
+# would otherwise expand into more data than any checker can walk.
+_MAX_ALIAS_EXPANSION = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes in `node` with every alias expanded; `sizes` memoizes per node (and ends up holding each once)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # a recursive alias counts once; the constructor deals with recursion
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    size = 1 + sum(_expanded_size(child, sizes) for child in children)
+    sizes[id(node)] = size
+    return size
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one, and alias bombs."""
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            sizes: dict[int, int] = {}
+            if _expanded_size(node, sizes) - len(sizes) > _MAX_ALIAS_EXPANSION:
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases expand to more than {_MAX_ALIAS_EXPANSION} extra nodes", node.start_mark
+                )
+        return node
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

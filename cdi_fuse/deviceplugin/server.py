@@ -24,6 +24,17 @@ def plugin_options() -> pb.DevicePluginOptions:
     return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=False)
 
 
+# Status details travel in a header the client caps (8 KiB soft, 16 KiB hard by default); a longer one turns
+# INVALID_ARGUMENT into RESOURCE_EXHAUSTED on the kubelet's side.
+_MAX_ID_IN_MESSAGE = 128
+
+
+def _shorten(device_id: str) -> str:
+    if len(device_id) <= _MAX_ID_IN_MESSAGE:
+        return repr(device_id)
+    return f"{device_id[:_MAX_ID_IN_MESSAGE]!r}... ({len(device_id)} characters)"
+
+
 def _to_proto(allocation: api.Allocation) -> pb.ContainerAllocateResponse:
     return pb.ContainerAllocateResponse(
         cdi_devices=[pb.CDIDevice(name=name) for name in allocation.cdi_devices],
@@ -107,7 +118,7 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):
                 if device_id not in self._known:
                     context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,
-                        f"unknown device id {device_id!r} for resource {self.resource_name!r}",
+                        f"unknown device id {_shorten(device_id)} for resource {self.resource_name!r}",
                     )
             key = (decision.strategies, ids[0] if ids else "")
             response = self._responses.get(key)
