@@ -310,12 +310,14 @@ class Manager:
     # --- the loop ---
 
     def _watch_dirs(self) -> None:
-        dirs = [self.config.plugin_dir, self.device.path.parent]
-        if self.config.write_spec:
-            dirs.append(self.spec_path.parent)
+        # Sockets and device nodes only appear, vanish or change mode: no need to hear every write in
+        # /dev. Spec dirs come last, so a dir with both roles keeps the fuller mask.
+        for directory in (self.config.plugin_dir, self.device.path.parent):
+            self._watcher.watch(directory, contents=False)
+        spec_dirs = [self.spec_path.parent] if self.config.write_spec else []
         if self.config.strategy.is_auto:
-            dirs.extend(self._decision_spec_dirs())
-        for directory in dirs:
+            spec_dirs.extend(self._decision_spec_dirs())
+        for directory in spec_dirs:
             self._watcher.watch(directory)
 
     def _decision_spec_dirs(self) -> tuple[Path, ...]:

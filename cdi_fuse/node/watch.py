@@ -56,15 +56,19 @@ class DirWatcher:
         self._poll.register(self._inotify.fileno(), select.POLLIN)
         self._poll.register(self._wake_read, select.POLLIN)
 
-    def watch(self, directory: Path) -> bool:
+    def watch(self, directory: Path, *, contents: bool = True) -> bool:
         """Start watching a directory; False when it does not exist (yet).
+
+        `contents=False` leaves out files closed after writing: for /dev, where every write to
+        /dev/null would otherwise wake the watcher, only entries appearing/going/changing mode matter.
 
         Always asks inotify: a directory removed and created again is a new inode that needs a new
         watch even while the old watch's IN_IGNORED is still unread (inotify returns the same wd
         when the inode is already watched).
         """
         try:
-            wd = self._inotify.add_watch(directory, _MASK | _FLAGS.ONLYDIR)
+            mask = _MASK if contents else _MASK & ~_FLAGS.CLOSE_WRITE
+            wd = self._inotify.add_watch(directory, mask | _FLAGS.ONLYDIR)
         except OSError:
             return False
         self._dirs[wd] = directory

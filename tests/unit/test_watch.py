@@ -156,3 +156,19 @@ def test_directory_recreated_is_watched_again_before_the_old_watch_is_dropped(
     event = wait_for_event(watcher, lambda e: e.name == "spec.yaml" and e.created)
     assert event.directory == directory
     assert watcher.is_watching(directory)
+
+
+def test_watch_without_contents_ignores_writes_but_sees_nodes(tmp_path: Path) -> None:
+    """Regression: watching /dev for writes woke the plugin at every write to /dev/null."""
+    target = tmp_path / "busy"
+    target.write_text("x")
+    watcher = watch.DirWatcher()
+    try:
+        assert watcher.watch(tmp_path, contents=False)
+        target.write_text("written again")
+        assert watcher.wait(0.2) == []
+        (tmp_path / "fuse").touch()
+        events = watcher.wait(2.0)
+        assert [(e.name, e.created) for e in events] == [("fuse", True)]
+    finally:
+        watcher.close()
