@@ -5,45 +5,20 @@ unix socket, with the plugin registered to the fake kubelet."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
 from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse.deviceplugin import api, lifecycle, server, state, strategies
-from tests.fakes.kubelet import FakeKubelet, PluginConnection, fake_kubelet, plugin_config, plugin_thread
+from tests.fakes.kubelet import FakeKubelet, PluginConnection, plugin_config, plugin_thread
+from tests.unit.conftest import StartPlugin
 
 RESOURCE = "cdi-fuse.io/fuse"
 QUALIFIED = "cdi-fuse.io/fuse=fuse"
-
-StartPlugin = Callable[..., lifecycle.Manager]
-
-
-@pytest.fixture
-def kubelet() -> Iterator[FakeKubelet]:
-    with fake_kubelet() as started:
-        yield started
-
-
-@pytest.fixture
-def start_plugin(
-    kubelet: FakeKubelet, char_device: Path, proc_filesystems: Path, tmp_path: Path
-) -> Iterator[StartPlugin]:
-    """Factory: run a plugin (PluginConfig overrides as keywords) until the test ends."""
-    with contextlib.ExitStack() as stack:
-
-        def start(**overrides: Any) -> lifecycle.Manager:
-            config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", **overrides)
-            manager = lifecycle.Manager(config)
-            stack.enter_context(plugin_thread(manager))
-            return manager
-
-        yield start
 
 
 # ---- ListAndWatch on the service, with a fake context -----------------------------------------------------

@@ -3,7 +3,6 @@ restarts, a kubelet that is not there yet, the spec kept on disk, stale/live soc
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -11,9 +10,8 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,34 +20,11 @@ from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse.deviceplugin import lifecycle, metrics, server
 from tests.conftest import PROC_FILESYSTEMS_WITHOUT_FUSE, CharDeviceFactory
 from tests.fakes.fake_cri import make_stale_socket, short_tmp_dir
-from tests.fakes.kubelet import FakeKubelet, PluginConnection, fake_kubelet, plugin_config, plugin_thread
+from tests.fakes.kubelet import FakeKubelet, PluginConnection, plugin_config, plugin_thread
+from tests.unit.conftest import StartPlugin
 
 RESOURCE = "cdi-fuse.io/fuse"
 ALIASES = ("cdi-fuse.io/fuse", "github.com/fuse", "squat.ai/fuse", "smarter-devices/fuse")
-
-StartPlugin = Callable[..., lifecycle.Manager]
-
-
-@pytest.fixture
-def kubelet() -> Iterator[FakeKubelet]:
-    with fake_kubelet() as started:
-        yield started
-
-
-@pytest.fixture
-def start_plugin(
-    kubelet: FakeKubelet, char_device: Path, proc_filesystems: Path, tmp_path: Path
-) -> Iterator[StartPlugin]:
-    """Factory: run a plugin (PluginConfig overrides as keywords) until the test ends."""
-    with contextlib.ExitStack() as stack:
-
-        def start(**overrides: Any) -> lifecycle.Manager:
-            config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", **overrides)
-            manager = lifecycle.Manager(config)
-            stack.enter_context(plugin_thread(manager))
-            return manager
-
-        yield start
 
 
 def healths(response: pb.ListAndWatchResponse) -> set[str]:
