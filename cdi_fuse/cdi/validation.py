@@ -38,6 +38,7 @@ _ANNOTATION_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 _ANNOTATION_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _MAX_ANNOTATIONS_SIZE = 256 * 1024
 _MAX_INTERFACE_NAME = 15
+_MAX_MESSAGE = 300
 _REQUIRED_MESSAGE = re.compile(r"^'(.+)' is a required property$")
 
 
@@ -47,6 +48,11 @@ class Problem(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message
+
+
+def _clip(message: str) -> str:
+    """jsonschema quotes the offending value whole; a 1 MiB value must not become a 1 MiB report line."""
+    return message if len(message) <= _MAX_MESSAGE else f"{message[:_MAX_MESSAGE]}... ({len(message)} characters)"
 
 
 def _join(location: str, key: str | int) -> str:
@@ -77,7 +83,7 @@ def schema_problems(data: object, schema: dict[str, Any] | None = None) -> list[
             missing = _REQUIRED_MESSAGE.match(error.message)
             if missing:
                 location = _join(location, missing.group(1))
-        found.append(Problem(location, f"schema: {error.message}"))
+        found.append(Problem(location, f"schema: {_clip(error.message)}"))
     return found
 
 

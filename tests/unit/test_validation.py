@@ -466,3 +466,12 @@ def test_good_spec_files(path: Path) -> None:
     # Each good file is named "<what>-needs-<minimum cdiVersion>".
     needed = path.stem.rpartition("-needs-")[2]
     assert versions.minimum_version(spec) == needed
+
+
+def test_schema_problem_messages_are_clipped() -> None:
+    """Regression: a huge wrong-typed value was echoed whole in the report."""
+    data = {"cdiVersion": "0.3.0", "kind": "vendor.com/device", "devices": "x" * 100_000}
+    problems = validation.schema_problems(data)
+    assert problems, "a string where a list belongs is a schema problem"
+    assert all(len(p.message) < 400 for p in problems)
+    assert any("characters)" in p.message for p in problems)
