@@ -147,7 +147,7 @@ def generate_command(
         return
     if check:
         path = generate.default_output(options)
-        if not generate.spec_matches_file(result.spec, path, options.spec_format):
+        if not generate.file_matches(result.content, path):
             typer.echo(f"{path}: differs from the spec for this node (run without --check to write it)")
             raise typer.Exit(EXIT_FAIL)
         typer.echo(f"{path}: up to date")

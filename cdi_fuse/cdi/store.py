@@ -168,6 +168,7 @@ def read_spec(path: Path) -> models.Spec:
 class WriteResult:
     path: Path
     changed: bool
+    content: bytes  # what the file holds now
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -217,7 +218,7 @@ def write_spec(
         ) from exc
     current = _current_content(path)
     if current == content:
-        return WriteResult(path, changed=False)
+        return WriteResult(path, changed=False, content=content)
     if current is not None and not overwrite:
         raise errors.SpecWriteError(f"spec {str(path)!r} exists and overwriting was not asked for", path=path)
     tmp_name = ""
@@ -241,7 +242,7 @@ def write_spec(
         if tmp_name:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
-    return WriteResult(path, changed=True)
+    return WriteResult(path, changed=True, content=content)
 
 
 @dataclass(frozen=True)
@@ -298,8 +299,7 @@ def scan_spec_dirs(spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS) -> SpecRegistr
                 old = registry.devices.get(name)
                 if old is not None and old.priority == priority:
                     conflicted.add(name)
-                    paths = registry.conflicts.setdefault(name, [old.path])
-                    paths.append(path)
+                    registry.conflicts.setdefault(name, [old.path]).append(path)
                     continue
                 registry.devices[name] = SpecDevice(name, path, priority)
     for name in conflicted:

@@ -303,7 +303,6 @@ class Manager:
         served = any(endpoint.socket_is_ours() for endpoint in self.endpoints)
         for endpoint in self.endpoints:
             endpoint.stop()
-            self.state.set_registered(endpoint.resource_name, False)
         self._watcher.close()
         log.info("stopped: sockets removed" if served else "stopped")
 
@@ -390,7 +389,6 @@ class Manager:
     def _reserve(self, endpoint: Endpoint, why: str) -> None:
         log.info("kubelet restart seen: %s (%s), serving it again", endpoint.socket_path, why)
         endpoint.stop()
-        self.state.set_registered(endpoint.resource_name, False)
         if self.metrics:
             self.metrics.registered.labels(endpoint.resource_name).set(0)
         try:
@@ -420,7 +418,6 @@ class Manager:
             return
         endpoint.registered = True
         endpoint.backoff = 0.0
-        self.state.set_registered(endpoint.resource_name, True)
         if self.metrics:
             self.metrics.registrations.labels(endpoint.resource_name).inc()
             self.metrics.registered.labels(endpoint.resource_name).set(1)

@@ -25,7 +25,6 @@ class PluginState:
         self._healthy = healthy
         self._health_version = 0
         self._decision = decision
-        self.registered: dict[str, bool] = {}
 
     @property
     def healthy(self) -> bool:
@@ -66,11 +65,3 @@ class PluginState:
             if stopped():
                 return None
             return HealthSnapshot(self._healthy, self._health_version)
-
-    def set_registered(self, resource: str, registered: bool) -> None:
-        with self._cond:
-            self.registered[resource] = registered
-
-    def all_registered(self) -> bool:
-        with self._cond:
-            return bool(self.registered) and all(self.registered.values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdi_fuse import errors
 from cdi_fuse.cdi import models, names, store, validation
 from cdi_fuse.node import fuse
 
@@ -18,8 +17,8 @@ __all__ = [
     "GenerateResult",
     "build_spec",
     "default_output",
+    "file_matches",
     "generate",
-    "spec_matches_file",
 ]
 
 DEFAULT_VENDOR = "cdi-fuse.io"
@@ -94,10 +93,10 @@ def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) 
     return spec
 
 
-def spec_matches_file(spec: models.Spec, path: Path, fmt: store.SpecFormat) -> bool:
-    """True when the file holds exactly what would be written."""
+def file_matches(content: str, path: Path) -> bool:
+    """True when the file holds exactly `content` (what generate would write)."""
     try:
-        return path.read_text("utf-8") == store.encode_spec(spec, fmt)
+        return path.read_text("utf-8") == content
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -105,11 +104,9 @@ def spec_matches_file(spec: models.Spec, path: Path, fmt: store.SpecFormat) -> b
 def generate(options: GenerateOptions, *, write: bool = True) -> GenerateResult:
     """Build the spec and (if `write`) write it atomically; nothing is written when probing fails."""
     spec = build_spec(options)
-    content = store.encode_spec(spec, options.spec_format)
     if not write:
+        content = store.encode_spec(spec, options.spec_format)
         return GenerateResult(spec, options.qualified_name, None, changed=False, content=content)
     path = default_output(options)
-    if path.is_dir():
-        raise errors.SpecWriteError(f"output {str(path)!r} is a directory", path=path)
     result = store.write_spec(spec, path, fmt=options.spec_format)
-    return GenerateResult(spec, options.qualified_name, path, result.changed, content)
+    return GenerateResult(spec, options.qualified_name, path, result.changed, result.content.decode("utf-8"))

@@ -105,7 +105,7 @@ def test_generate_writes_and_then_is_unchanged(probed: list[tuple[Path, Path]], 
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     second = generate.generate(options)
     assert (second.path, second.changed) == (path, False)
-    assert generate.spec_matches_file(second.spec, path, "yaml")
+    assert generate.file_matches(second.content, path)
 
 
 def test_generate_json_with_spec_version(probed: list[tuple[Path, Path]], tmp_path: Path) -> None:
@@ -146,13 +146,13 @@ def test_generate_writes_nothing_when_probing_fails(tmp_path: Path, proc_filesys
         pytest.param(b"golden", True, id="same"),
     ],
 )
-def test_spec_matches_file(fuse_device: fuse.FuseDevice, tmp_path: Path, content: bytes | None, matches: bool) -> None:
+def test_file_matches(fuse_device: fuse.FuseDevice, tmp_path: Path, content: bytes | None, matches: bool) -> None:
     spec = generate.build_spec(generate.GenerateOptions(), device=fuse_device)
     path = tmp_path / "spec.yaml"
     if content is not None:
         path.write_bytes(GOLDEN_SPEC.read_bytes() if content == b"golden" else content)
-    assert generate.spec_matches_file(spec, path, "yaml") is matches
-    assert generate.spec_matches_file(spec, path, "json") is False
+    assert generate.file_matches(store.encode_spec(spec, "yaml"), path) is matches
+    assert generate.file_matches(store.encode_spec(spec, "json"), path) is False
 
 
 @pytest.mark.root

@@ -36,7 +36,7 @@ def test_write_round_trip(tmp_path: Path, fuse_device: fuse.FuseDevice, suffix: 
     spec = fuse_spec(fuse_device)
     path = tmp_path / f"cdi-fuse.io-fuse{suffix}"
     result = store.write_spec(spec, path)
-    assert result == store.WriteResult(path, changed=True)
+    assert result == store.WriteResult(path, changed=True, content=path.read_bytes())
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert store.read_spec(path) == spec
     assert path.read_text() == store.encode_spec(spec, "json" if suffix == ".json" else "yaml")
@@ -66,7 +66,7 @@ def test_unchanged_content_is_not_rewritten(tmp_path: Path, fuse_device: fuse.Fu
     store.write_spec(spec, path)
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     before = path.stat()
-    assert store.write_spec(spec, path) == store.WriteResult(path, changed=False)
+    assert store.write_spec(spec, path) == store.WriteResult(path, changed=False, content=path.read_bytes())
     assert store.write_spec(spec, path, overwrite=False).changed is False
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, 1_000_000_000)
