@@ -138,8 +138,9 @@ def api_table(file_proto: descriptor_pb2.FileDescriptorProto) -> dict[str, dict[
     return {"messages": messages, "enums": enums, "services": services}
 
 
-def differences(ours: descriptor_pb2.FileDescriptorProto, upstream: descriptor_pb2.FileDescriptorProto,
-                *, subset: bool) -> list[str]:
+def differences(
+    ours: descriptor_pb2.FileDescriptorProto, upstream: descriptor_pb2.FileDescriptorProto, *, subset: bool
+) -> list[str]:
     """What in `ours` is not as upstream has it; with subset=False also what upstream has and ours lacks."""
     found: list[str] = []
     if ours.package != upstream.package:
@@ -156,10 +157,7 @@ def differences(ours: descriptor_pb2.FileDescriptorProto, upstream: descriptor_p
                 if up_key != key:
                     found.append(f"{kind}: {name}.{member} is {key}, upstream {up_key}")
             if not subset:
-                found.extend(
-                    f"{kind}: {name}.{member} is missing"
-                    for member in up_items[name].keys() - members.keys()
-                )
+                found.extend(f"{kind}: {name}.{member} is missing" for member in up_items[name].keys() - members.keys())
         if not subset:
             found.extend(f"{kind}: {name} is missing" for name in up_items.keys() - our_items.keys())
     return sorted(found)
@@ -221,17 +219,34 @@ def test_deviceplugin_has_cdi_devices_field_5(our_deviceplugin) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        pytest.param("cdi_devices = 5;", "cdi_devices = 6;", "ContainerAllocateResponse.cdi_devices",
-                     id="renumbered-field"),
+        pytest.param(
+            "cdi_devices = 5;", "cdi_devices = 6;", "ContainerAllocateResponse.cdi_devices", id="renumbered-field"
+        ),
         pytest.param("int64 ID = 1;", "int32 ID = 1;", "NUMANode.ID", id="changed-type"),
-        pytest.param("map<string, string> envs = 1;", "repeated string envs = 1;",
-                     "ContainerAllocateResponse.envs", id="map-made-list"),
-        pytest.param("string permissions = 3;  // any of \"r\", \"w\", \"m\"", "",
-                     "DeviceSpec.permissions is missing", id="dropped-field"),
-        pytest.param("returns (stream ListAndWatchResponse)", "returns (ListAndWatchResponse)",
-                     "DevicePlugin.ListAndWatch", id="lost-streaming"),
-        pytest.param("rpc PreStartContainer(PreStartContainerRequest) returns (PreStartContainerResponse) {}",
-                     "", "DevicePlugin.PreStartContainer is missing", id="dropped-rpc"),
+        pytest.param(
+            "map<string, string> envs = 1;",
+            "repeated string envs = 1;",
+            "ContainerAllocateResponse.envs",
+            id="map-made-list",
+        ),
+        pytest.param(
+            'string permissions = 3;  // any of "r", "w", "m"',
+            "",
+            "DeviceSpec.permissions is missing",
+            id="dropped-field",
+        ),
+        pytest.param(
+            "returns (stream ListAndWatchResponse)",
+            "returns (ListAndWatchResponse)",
+            "DevicePlugin.ListAndWatch",
+            id="lost-streaming",
+        ),
+        pytest.param(
+            "rpc PreStartContainer(PreStartContainerRequest) returns (PreStartContainerResponse) {}",
+            "",
+            "DevicePlugin.PreStartContainer is missing",
+            id="dropped-rpc",
+        ),
     ],
 )
 def test_deviceplugin_alterations_are_detected(tmp_path, upstream_deviceplugin, old, new, expected) -> None:
@@ -268,8 +283,17 @@ def test_cri_has_what_the_runtime_probe_and_e2e_need(our_cri) -> None:
     table = api_table(our_cri)
     rpcs = set(table["services"][".runtime.v1.RuntimeService"])
     assert rpcs >= {
-        "Version", "Status", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "CreateContainer",
-        "StartContainer", "StopContainer", "RemoveContainer", "ExecSync", "ContainerStatus",
+        "Version",
+        "Status",
+        "RunPodSandbox",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "StopContainer",
+        "RemoveContainer",
+        "ExecSync",
+        "ContainerStatus",
     }
     messages = table["messages"]
     assert messages[".runtime.v1.ContainerConfig"]["CDI_devices"][1] == 17
@@ -282,15 +306,21 @@ def test_cri_has_what_the_runtime_probe_and_e2e_need(our_cri) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        pytest.param("CDI_devices = 17;", "CDI_devices = 18;", "ContainerConfig.CDI_devices",
-                     id="renumbered-field"),
+        pytest.param("CDI_devices = 17;", "CDI_devices = 18;", "ContainerConfig.CDI_devices", id="renumbered-field"),
         pytest.param("bool readonly = 3;", "bool read_only = 3;", "Mount.read_only", id="renamed-field"),
         pytest.param("NODE = 2;", "NODE = 2;\n  HOST = 4;", "NamespaceMode.HOST", id="invented-enum-value"),
-        pytest.param("message CDIDevice {", "message CdiDevice {}\nmessage CDIDevice {",
-                     "CdiDevice is not upstream", id="invented-message"),
-        pytest.param("rpc ExecSync(ExecSyncRequest) returns (ExecSyncResponse) {}",
-                     "rpc ExecSync(ExecSyncRequest) returns (stream ExecSyncResponse) {}",
-                     "RuntimeService.ExecSync", id="invented-streaming"),
+        pytest.param(
+            "message CDIDevice {",
+            "message CdiDevice {}\nmessage CDIDevice {",
+            "CdiDevice is not upstream",
+            id="invented-message",
+        ),
+        pytest.param(
+            "rpc ExecSync(ExecSyncRequest) returns (ExecSyncResponse) {}",
+            "rpc ExecSync(ExecSyncRequest) returns (stream ExecSyncResponse) {}",
+            "RuntimeService.ExecSync",
+            id="invented-streaming",
+        ),
     ],
 )
 def test_cri_alterations_are_detected(tmp_path, upstream_cri, old, new, expected) -> None:

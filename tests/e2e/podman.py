@@ -48,7 +48,10 @@ def runtime_version() -> str:
     """podman and runc versions, e.g. ``podman 4.3.1, runc 1.1.5``; queried once per session."""
     podman = subprocess.run(
         [PODMAN, "version", "--format", "{{.Client.Version}}"],
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout.strip()
     runc = subprocess.run(["runc", "--version"], capture_output=True, text=True, check=True, timeout=30)
     runc_version = runc.stdout.splitlines()[0].removeprefix("runc version ").strip()
@@ -70,11 +73,20 @@ def run_in_container(
     The container is removed afterwards, also when the timeout hits."""
     name = f"cdi-fuse-e2e-{secrets.token_hex(6)}"
     args = [
-        PODMAN, "run", "--rm", "--name", name,
-        "--runtime", "runc", *ulimit_flags(),
-        "--network", "none",
-        "--cap-drop=all", *(f"--cap-add={cap}" for cap in cap_add),
-        "-v", "/usr:/usr:ro",
+        PODMAN,
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--runtime",
+        "runc",
+        *ulimit_flags(),
+        "--network",
+        "none",
+        "--cap-drop=all",
+        *(f"--cap-add={cap}" for cap in cap_add),
+        "-v",
+        "/usr:/usr:ro",
     ]
     if uid_map is not None:
         args += ["--uidmap", uid_map, "--gidmap", uid_map]
@@ -85,8 +97,9 @@ def run_in_container(
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         # --rm covers the normal case; this covers a timeout or an interrupted run.
-        subprocess.run([PODMAN, "rm", "--force", "--ignore", "--time", "0", name],
-                       capture_output=True, check=False, timeout=60)
+        subprocess.run(
+            [PODMAN, "rm", "--force", "--ignore", "--time", "0", name], capture_output=True, check=False, timeout=60
+        )
     print(f"exit {result.returncode}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}---")
     return result
 
@@ -109,8 +122,7 @@ class SpecFiles:
 
     def generate(self, *extra: str) -> str:
         """Run `cdi-fuse generate` and return the qualified device name it prints last."""
-        args = [cdi_fuse_command(), "generate", "--spec-dir", str(self.spec_dir), "--vendor", self.vendor,
-                *extra]
+        args = [cdi_fuse_command(), "generate", "--spec-dir", str(self.spec_dir), "--vendor", self.vendor, *extra]
         print("$", " ".join(args))
         result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
         print(result.stdout, result.stderr, sep="")
@@ -157,8 +169,7 @@ class FuseRoundTrip:
 
     def values(self, key: str) -> list[str]:
         prefix = f"{key}="
-        return [line.removeprefix(prefix) for line in self.process.stdout.splitlines()
-                if line.startswith(prefix)]
+        return [line.removeprefix(prefix) for line in self.process.stdout.splitlines() if line.startswith(prefix)]
 
     def value(self, key: str) -> str | None:
         found = self.values(key)

@@ -42,9 +42,7 @@ def test_generate_writes_spec_podman_resolves(runtime_specs: podman.SpecFiles) -
     assert (runtime_specs.spec_dir / f"{runtime_specs.vendor}-fuse.yaml").is_file()
 
 
-def test_cdi_device_lets_unprivileged_container_mount_fuse(
-    runtime_specs: podman.SpecFiles, rootfs: Path
-) -> None:
+def test_cdi_device_lets_unprivileged_container_mount_fuse(runtime_specs: podman.SpecFiles, rootfs: Path) -> None:
     device = runtime_specs.generate()
 
     trip = podman.fuse_round_trip(rootfs, devices=[device])

@@ -53,15 +53,15 @@ def host_fuse_is_world_rw() -> bool:
     return host_fuse().st_mode & 0o006 == 0o006
 
 
-def fuse_node_spec(vendor: str, cls: str, node: dict[str, object],
-                   mounts: list[dict[str, object]] | None = None) -> dict[str, object]:
+def fuse_node_spec(
+    vendor: str, cls: str, node: dict[str, object], mounts: list[dict[str, object]] | None = None
+) -> dict[str, object]:
     rdev = host_fuse().st_rdev
     device_node = {"type": "c", "major": os.major(rdev), "minor": os.minor(rdev), "permissions": "rw", **node}
     edits: dict[str, object] = {"deviceNodes": [device_node]}
     if mounts:
         edits["mounts"] = mounts
-    return {"cdiVersion": "0.3.0", "kind": f"{vendor}/{cls}",
-            "devices": [{"name": "fuse", "containerEdits": edits}]}
+    return {"cdiVersion": "0.3.0", "kind": f"{vendor}/{cls}", "devices": [{"name": "fuse", "containerEdits": edits}]}
 
 
 def assert_host_node_bind_mounted(trip: podman.FuseRoundTrip) -> None:
@@ -96,9 +96,12 @@ def test_spec_file_mode_applies_only_without_userns(
 ) -> None:
     requested_mode = 0o640
     assert stat.S_IMODE(host_fuse().st_mode) != requested_mode
-    runtime_specs.write("fuse-mode", fuse_node_spec(
-        runtime_specs.vendor, "fuse-mode", {"path": "/dev/fuse", "fileMode": requested_mode, "uid": 0, "gid": 0}
-    ))
+    runtime_specs.write(
+        "fuse-mode",
+        fuse_node_spec(
+            runtime_specs.vendor, "fuse-mode", {"path": "/dev/fuse", "fileMode": requested_mode, "uid": 0, "gid": 0}
+        ),
+    )
     device = f"{runtime_specs.vendor}/fuse-mode=fuse"
     probe = "stat -c 'fuse_mode=%a' /dev/fuse; stat -c 'fuse_owner=%u:%g' /dev/fuse"
 
@@ -132,13 +135,19 @@ def test_world_rw_node_bind_mounted_on_dev_fuse_works_in_userns(
     runtime_specs: podman.SpecFiles, userns_rootfs: Path, world_rw_fuse_node: Path
 ) -> None:
     node = str(world_rw_fuse_node)
-    runtime_specs.write("fuse-userns", fuse_node_spec(
-        runtime_specs.vendor, "fuse-userns", {"path": node},
-        mounts=[{"hostPath": node, "containerPath": "/dev/fuse", "options": ["bind"]}],
-    ))
+    runtime_specs.write(
+        "fuse-userns",
+        fuse_node_spec(
+            runtime_specs.vendor,
+            "fuse-userns",
+            {"path": node},
+            mounts=[{"hostPath": node, "containerPath": "/dev/fuse", "options": ["bind"]}],
+        ),
+    )
 
-    trip = podman.fuse_round_trip(userns_rootfs, devices=[f"{runtime_specs.vendor}/fuse-userns=fuse"],
-                                  uid_map=USERNS_MAP)
+    trip = podman.fuse_round_trip(
+        userns_rootfs, devices=[f"{runtime_specs.vendor}/fuse-userns=fuse"], uid_map=USERNS_MAP
+    )
 
     assert trip.value("uid_map") == USERNS_MAP.replace(":", " ")
     assert trip.value("fuse_owner") == UNMAPPED_OWNER
