@@ -14,7 +14,7 @@ import typer
 
 import cdi_fuse
 from cdi_fuse import errors
-from cdi_fuse.cdi import store, validation
+from cdi_fuse.cdi import names, store, validation
 from cdi_fuse.node import fuse, generate
 
 app = typer.Typer(
@@ -434,10 +434,8 @@ def doctor_command(
     from cdi_fuse import doctor
     from cdi_fuse.runtime import cri
 
+    qualified = names.qualified_name(vendor, cls, device_name)
     try:
-        qualified = generate.GenerateOptions(vendor=vendor, cls=cls, device_name=device_name).qualified_name
-        from cdi_fuse.cdi import names
-
         names.parse_qualified_name(qualified)
     except errors.SpecError as exc:
         raise _fail(str(exc), code=EXIT_USAGE) from None
