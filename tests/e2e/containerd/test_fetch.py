@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import debcache
 from tests.e2e.containerd import fetch
 
 
@@ -49,8 +50,8 @@ def test_mirror_from_deb822_skips_security_and_disabled(tmp_path: Path) -> None:
             "Components: main\nSigned-By: /usr/share/keyrings/example.gpg\n"
         ),
     )
-    mirror = fetch.debian_mirror(apt, apt / "os-release")
-    assert mirror == fetch.Mirror("http://mirror.example/debian", Path("/usr/share/keyrings/example.gpg"))
+    mirror = debcache.debian_mirror(apt, apt / "os-release")
+    assert mirror == debcache.Mirror("http://mirror.example/debian", Path("/usr/share/keyrings/example.gpg"))
 
 
 def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
@@ -61,9 +62,10 @@ def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
             "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main contrib\n"
         ),
     )
-    assert fetch.debian_mirror(apt, apt / "os-release") == fetch.Mirror("http://one.example/debian", Path("/k.gpg"))
+    expected = debcache.Mirror("http://one.example/debian", Path("/k.gpg"))
+    assert debcache.debian_mirror(apt, apt / "os-release") == expected
 
 
 def test_mirror_defaults_to_deb_debian_org(tmp_path: Path) -> None:
     apt = _apt_etc(tmp_path, one_line="deb http://other.example/ubuntu jammy main\n")
-    assert fetch.debian_mirror(apt, apt / "os-release").uri == fetch.DEFAULT_MIRROR
+    assert debcache.debian_mirror(apt, apt / "os-release").uri == debcache.DEFAULT_MIRROR
