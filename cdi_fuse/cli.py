@@ -71,12 +71,13 @@ DeviceNameOption = Annotated[
     str, typer.Option("--device-name", help="Device name: the part after '=' in the qualified name.")
 ]
 DevicePathOption = Annotated[
-    Path, typer.Option("--device-path", help="The FUSE character device to probe on this node.")
+    Path, typer.Option("--device-path", help="The FUSE character device to probe on this node.", readable=False)
 ]
 HostDevicePathOption = Annotated[
     Path | None,
     typer.Option(
         "--host-device-path",
+        readable=False,
         help="Where the device is on the host, when --device-path is the host's node seen elsewhere "
         "(e.g. /host/dev/fuse in a pod) [default: --device-path].",
     ),
@@ -98,9 +99,9 @@ def generate_command(
         SpecFormatOption | None,
         typer.Option("--format", help="Spec encoding (default: from the --output extension, else yaml)."),
     ] = None,
-    spec_dir: Annotated[Path, typer.Option("--spec-dir", help="Directory the runtime reads specs from.")] = Path(
-        "/etc/cdi"
-    ),
+    spec_dir: Annotated[
+        Path, typer.Option("--spec-dir", help="Directory the runtime reads specs from.", readable=False)
+    ] = Path("/etc/cdi"),
     output: Annotated[
         str | None,
         typer.Option(
@@ -172,7 +173,7 @@ def _readable(path: Path) -> str | None:
 
 @app.command("validate")
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="CDI spec files (.json or .yaml) to check.")],
+    files: Annotated[list[Path], typer.Argument(help="CDI spec files (.json or .yaml) to check.", readable=False)],
     output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
 ) -> None:
     """Check CDI spec files: JSON schema, strict fields, names, devices, edits and cdiVersion rules.
@@ -238,6 +239,7 @@ def list_command(
         list[Path] | None,
         typer.Option(
             "--spec-dir",
+            readable=False,
             help="Spec directory to scan; repeatable, later ones win (default: /etc/cdi, then /var/run/cdi).",
         ),
     ] = None,
@@ -281,7 +283,7 @@ def list_command(
 @app.command("plugin")
 def plugin_command(
     device_plugin_dir: Annotated[
-        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.")
+        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False)
     ] = Path("/var/lib/kubelet/device-plugins"),
     resource_names: Annotated[
         list[str] | None,
@@ -313,6 +315,7 @@ def plugin_command(
         list[Path] | None,
         typer.Option(
             "--spec-dir",
+            readable=False,
             help="CDI spec dirs, lowest priority first; --generate writes into the first; used for 'auto' when "
             "the runtime does not report its own [default: /etc/cdi, /var/run/cdi].",
         ),
@@ -414,14 +417,14 @@ def doctor_command(
     device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
     spec_dirs: Annotated[
         list[Path] | None,
-        typer.Option("--spec-dir", help="Spec dirs to look in [default: /etc/cdi, /var/run/cdi]."),
+        typer.Option("--spec-dir", help="Spec dirs to look in [default: /etc/cdi, /var/run/cdi].", readable=False),
     ] = None,
     runtime_endpoints: Annotated[
         list[str] | None,
         typer.Option("--runtime-endpoint", help="CRI endpoint(s) to ask [default: containerd, then CRI-O]."),
     ] = None,
     device_plugin_dir: Annotated[
-        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.")
+        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False)
     ] = Path("/var/lib/kubelet/device-plugins"),
     output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
 ) -> None:
@@ -476,6 +479,7 @@ def runtime_config_command(
         Path | None,
         typer.Option(
             "--config",
+            readable=False,
             help="Config file to edit with --apply [default: /etc/containerd/config.toml, or the CRI-O "
             "drop-in /etc/crio/crio.conf.d/10-cdi.conf].",
         ),

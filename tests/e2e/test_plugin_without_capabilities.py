@@ -1,8 +1,11 @@
-"""The DaemonSet runs the plugin as root with every capability dropped: show that is enough.
+"""The DaemonSet runs the plugin as root with every capability dropped, in a container that was not given
+/dev/fuse: show that is enough.
 
-`setpriv` empties the bounding, inheritable and ambient sets, so the plugin process holds no
-capability at all (checked in /proc/<pid>/status), yet it writes the spec, serves its socket and
-registers with the (fake) kubelet, because everything it touches is owned by root.
+`setpriv` empties the bounding, inheritable and ambient sets, so the process holds no capability at all
+(checked in /proc/<pid>/status), and a devices cgroup denies /dev/fuse the way the container's cgroup does
+(access(2) on the node fails with EPERM; stat(2) works). Yet the plugin writes the spec, serves its socket
+and registers with the (fake) kubelet, and `generate` prints the spec: everything they touch is owned by
+root, and they only stat the device.
 """
 
 from __future__ import annotations
@@ -19,19 +22,23 @@ from pathlib import Path
 import pytest
 
 from cdi_fuse.cdi import store
+from tests.e2e import sandbox
 from tests.fakes.kubelet import fake_kubelet
 
 CDI_FUSE = Path(sys.executable).with_name("cdi-fuse")
+HOST_FUSE = Path("/dev/fuse")
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return f"needs root to show root-without-capabilities: running as uid {os.geteuid()}"
-    if shutil.which("setpriv") is None:
-        return "setpriv not installed (Debian package util-linux)"
-    if not Path("/dev/fuse").exists():
-        return "no /dev/fuse on this host"
-    return None
+@pytest.fixture
+def container_cgroup() -> Iterator[Path]:
+    reason = sandbox.unavailable_reason() or (None if HOST_FUSE.exists() else "no /dev/fuse on this host")
+    if reason:
+        print(f"skipped: {reason}")
+        if os.environ.get("CDI_FUSE_REQUIRE_E2E") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sandbox.devices_cgroup() as cgroup:
+        yield cgroup
 
 
 @pytest.fixture
@@ -43,31 +50,50 @@ def spec_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _run_sandboxed(cgroup: Path, command: list[str], **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        sandbox.in_container_like(command), preexec_fn=lambda: sandbox.join_cgroup(cgroup), text=True, **kwargs
+    )
+
+
 @pytest.mark.root
-def test_plugin_registers_and_writes_spec_with_no_capabilities(spec_dir: Path) -> None:
-    reason = _skip_reason()
-    if reason:
-        print(f"skipped: {reason}")
-        if os.environ.get("CDI_FUSE_REQUIRE_E2E") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+def test_the_sandbox_denies_the_device_like_a_container(container_cgroup: Path) -> None:
+    probe = "import os, sys; os.stat(sys.argv[1]); print(os.access(sys.argv[1], os.R_OK))"
+    process = _run_sandboxed(container_cgroup, [sys.executable, "-c", probe, str(HOST_FUSE)], stdout=subprocess.PIPE)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert out.strip() == "False"  # stat works, access(2) is refused: what broke the shipped DaemonSet
+
+
+@pytest.mark.root
+def test_generate_in_a_container_without_the_device(container_cgroup: Path) -> None:
+    process = _run_sandboxed(
+        container_cgroup,
+        [str(CDI_FUSE), "generate", "--device-path", str(HOST_FUSE), "--output", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "major: 10" in out and "minor: 229" in out
+
+
+@pytest.mark.root
+def test_plugin_registers_and_writes_spec_with_no_capabilities(container_cgroup: Path, spec_dir: Path) -> None:
     with fake_kubelet() as kubelet:
         command = [
-            "setpriv",
-            "--bounding-set=-all",
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--no-new-privs",
             str(CDI_FUSE),
             "plugin",
             "--device-plugin-dir",
             str(kubelet.plugin_dir),
             "--spec-dir",
             str(spec_dir),
+            "--device-path",
+            str(HOST_FUSE),
             "--strategy",
             "cdi,device-spec",
         ]
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        process = _run_sandboxed(container_cgroup, command, stderr=subprocess.PIPE)
         try:
             requests = kubelet.wait_for_registrations(1, timeout=20)
             status = Path(f"/proc/{process.pid}/status").read_text()
@@ -76,6 +102,7 @@ def test_plugin_registers_and_writes_spec_with_no_capabilities(spec_dir: Path) -
             }
             assert caps["CapEff"] == 0 and caps["CapPrm"] == 0 and caps["CapBnd"] == 0, caps
             assert "NoNewPrivs:\t1" in status
+            assert str(process.pid) in (container_cgroup / "cgroup.procs").read_text().split()
             assert requests[0].resource_name == "cdi-fuse.io/fuse"
             spec_file = spec_dir / "cdi-fuse.io-fuse.yaml"
             spec = store.read_spec(spec_file)
