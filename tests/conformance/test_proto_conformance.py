@@ -19,12 +19,12 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from cdi_fuse._proto import cri_pb2, deviceplugin_pb2
+from tests import reference
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO / "plugin"
-REFERENCE_DIR = REPO.parent / "shared" / "reference"
-UPSTREAM_DEVICEPLUGIN = REFERENCE_DIR / "kubelet" / "deviceplugin_v1beta1_api.proto"
-UPSTREAM_CRI = REFERENCE_DIR / "cri" / "runtime_v1_api.proto"
+UPSTREAM_DEVICEPLUGIN = "kubelet/deviceplugin_v1beta1_api.proto"
+UPSTREAM_CRI = "cri/runtime_v1_api.proto"
 
 FDP = descriptor_pb2.FieldDescriptorProto
 FieldKey = tuple[Any, ...]
@@ -173,12 +173,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def upstream_deviceplugin(work: Path) -> descriptor_pb2.FileDescriptorProto:
-    return compile_descriptor(UPSTREAM_DEVICEPLUGIN, work / "upstream")
+    return compile_descriptor(reference.reference_file(UPSTREAM_DEVICEPLUGIN), work / "upstream")
 
 
 @pytest.fixture(scope="module")
 def upstream_cri(work: Path) -> descriptor_pb2.FileDescriptorProto:
-    return compile_descriptor(UPSTREAM_CRI, work / "upstream")
+    return compile_descriptor(reference.reference_file(UPSTREAM_CRI), work / "upstream")
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,8 @@ def test_deviceplugin_alterations_are_detected(tmp_path, upstream_deviceplugin, 
 
 def test_gogo_options_in_the_reference_are_handled(tmp_path, upstream_deviceplugin) -> None:
     """Older upstream revisions import gogo.proto and set gogo options; the stand-in lets them compile."""
-    text = UPSTREAM_DEVICEPLUGIN.read_text().replace(
+    upstream_text = reference.reference_file(UPSTREAM_DEVICEPLUGIN).read_text()
+    text = upstream_text.replace(
         "package v1beta1;",
         'package v1beta1;\nimport "github.com/gogo/protobuf/gogoproto/gogo.proto";\n'
         "option (gogoproto.marshaler_all) = true;\noption (gogoproto.goproto_stringer_all) = false;",
