@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import store
 from cdi_fuse.deviceplugin import api, lifecycle, strategies
 from cdi_fuse.node import fuse
@@ -66,7 +66,7 @@ class Report:
 class DoctorOptions:
     device_path: Path = fuse.DEFAULT_DEVICE_PATH
     proc_filesystems: Path = fuse.PROC_FILESYSTEMS
-    qualified_name: str = "cdi-fuse.io/fuse=fuse"
+    qualified_name: str = f"{defaults.VENDOR}/{defaults.CLASS}={defaults.DEVICE_NAME}"
     spec_dirs: Sequence[Path] = store.DEFAULT_SPEC_DIRS
     runtime_endpoints: Sequence[str] = cri.DEFAULT_ENDPOINTS
     device_plugin_dir: Path = lifecycle.DEFAULT_PLUGIN_DIR

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import models, names, validation
 
 __all__ = [
@@ -33,8 +33,7 @@ __all__ = [
 ]
 
 SpecFormat = Literal["yaml", "json"]
-# Lowest priority first: a device in /var/run/cdi overrides one in /etc/cdi.
-DEFAULT_SPEC_DIRS: tuple[Path, ...] = (Path("/etc/cdi"), Path("/var/run/cdi"))
+DEFAULT_SPEC_DIRS = defaults.SPEC_DIRS
 SPEC_EXTENSIONS = {".yaml": "yaml", ".json": "json"}
 MAX_SPEC_SIZE = 1024 * 1024
 _FILE_MODE = 0o644

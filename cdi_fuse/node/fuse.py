@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import models, versions
 
 __all__ = [
@@ -22,9 +22,9 @@ __all__ = [
     "probe_fuse",
 ]
 
-DEFAULT_DEVICE_PATH = Path("/dev/fuse")
-CONTAINER_DEVICE_PATH = "/dev/fuse"
-PROC_FILESYSTEMS = Path("/proc/filesystems")
+DEFAULT_DEVICE_PATH = defaults.DEVICE_PATH
+CONTAINER_DEVICE_PATH = defaults.CONTAINER_DEVICE_PATH
+PROC_FILESYSTEMS = defaults.PROC_FILESYSTEMS
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def build_fuse_spec(
     vendor: str,
     cls: str,
     device_name: str,
-    permissions: str = "rw",
+    permissions: str = defaults.PERMISSIONS,
     cdi_version: str | None = None,
     host_path: str = CONTAINER_DEVICE_PATH,
 ) -> models.Spec:

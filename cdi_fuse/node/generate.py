@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi_fuse import defaults
 from cdi_fuse.cdi import models, names, store, validation
 from cdi_fuse.node import fuse
 
@@ -21,10 +22,10 @@ __all__ = [
     "generate",
 ]
 
-DEFAULT_VENDOR = "cdi-fuse.io"
-DEFAULT_CLASS = "fuse"
-DEFAULT_DEVICE_NAME = "fuse"
-DEFAULT_PERMISSIONS = "rw"
+DEFAULT_VENDOR = defaults.VENDOR
+DEFAULT_CLASS = defaults.CLASS
+DEFAULT_DEVICE_NAME = defaults.DEVICE_NAME
+DEFAULT_PERMISSIONS = defaults.PERMISSIONS
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class GenerateOptions:
     permissions: str = DEFAULT_PERMISSIONS
     spec_version: str | None = None
     fmt: store.SpecFormat | None = None
-    spec_dir: Path = Path("/etc/cdi")
+    spec_dir: Path = defaults.SPEC_DIR
     output: Path | None = None  # None: <spec_dir>/<vendor>-<class>.<ext>
     proc_filesystems: Path = fuse.PROC_FILESYSTEMS
     # Where the node is on the host, when the probe sees it elsewhere (e.g. /host/dev/fuse in a pod).

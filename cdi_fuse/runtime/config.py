@@ -24,7 +24,7 @@ import tomlkit.container
 import tomlkit.exceptions
 import tomlkit.items
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 
 __all__ = [
     "CONTAINERD_CONFIG",
@@ -41,9 +41,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_SPEC_DIRS: Final[tuple[str, ...]] = ("/etc/cdi", "/var/run/cdi")
-CONTAINERD_CONFIG: Final = Path("/etc/containerd/config.toml")
-CRIO_DROP_IN: Final = Path("/etc/crio/crio.conf.d/10-cdi.conf")
+DEFAULT_SPEC_DIRS: Final[tuple[str, ...]] = tuple(str(d) for d in defaults.SPEC_DIRS)
+CONTAINERD_CONFIG: Final = defaults.CONTAINERD_CONFIG
+CRIO_DROP_IN: Final = defaults.CRIO_DROP_IN
 
 # config version -> the table under [plugins] that holds enable_cdi / cdi_spec_dirs
 CONTAINERD_CRI_TABLES: Final[dict[int, str]] = {

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 
 if TYPE_CHECKING:
     from cdi_fuse._proto import cri_pb2
@@ -34,13 +34,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: The spec dirs containerd and CRI-O scan when their configuration names none.
-DEFAULT_CDI_SPEC_DIRS: tuple[str, ...] = ("/etc/cdi", "/var/run/cdi")
+DEFAULT_CDI_SPEC_DIRS: tuple[str, ...] = tuple(str(d) for d in defaults.SPEC_DIRS)
 
 #: Where containerd and CRI-O listen by default, in the order a probe tries them.
-DEFAULT_ENDPOINTS: tuple[str, ...] = (
-    "unix:///run/containerd/containerd.sock",
-    "unix:///var/run/crio/crio.sock",
-)
+DEFAULT_ENDPOINTS: tuple[str, ...] = defaults.RUNTIME_ENDPOINTS
 
 _CRI_API_VERSION = "v1"
 _CONTAINERD_CDI_DEFAULT_ON = (2, 0)  # containerd 2.0 turned enable_cdi on by default
