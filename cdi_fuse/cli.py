@@ -497,7 +497,11 @@ def runtime_config_command(
         typer.Option("--spec-dir", help="CDI spec dirs the runtime should read [default: /etc/cdi, /var/run/cdi]."),
     ] = None,
     runtime_endpoint: Annotated[
-        str, typer.Option("--runtime-endpoint", help="CRI endpoint asked for the containerd version.")
+        str,
+        typer.Option(
+            "--runtime-endpoint",
+            help="CRI endpoint asked which config version containerd reads (for printing, or a new file).",
+        ),
     ] = "unix:///run/containerd/containerd.sock",
 ) -> None:
     """Print (or --apply) the runtime configuration that turns CDI on and points it at the spec dirs.
@@ -505,7 +509,6 @@ def runtime_config_command(
     After --apply, restart the runtime (the command says how).
     """
     from cdi_fuse.runtime import config as runtime_config
-    from cdi_fuse.runtime import cri
 
     dirs = tuple(spec_dirs) if spec_dirs else runtime_config.DEFAULT_SPEC_DIRS
     if config_version not in (None, 2, 3):
@@ -521,25 +524,20 @@ def runtime_config_command(
             return
         if apply:
             result = runtime_config.apply_containerd_config(
-                config_path or runtime_config.CONTAINERD_CONFIG, spec_dirs=dirs, version=config_version
+                config_path or runtime_config.CONTAINERD_CONFIG,
+                spec_dirs=dirs,
+                version=config_version,
+                runtime_endpoint=runtime_endpoint,
             )
             typer.echo(result.message)
             return
-        version = config_version
-        note = ""
-        if version is None:
-            try:
-                info = cri.query_runtime(runtime_endpoint, timeout=2.0)
-                major = int(info.runtime_version.lstrip("v").split(".")[0] or 0)
-                version = 3 if major >= 2 else 2
-                note = f"# for {info.runtime_name} {info.runtime_version} (config version {version})"
-            except (errors.CdiFuseError, ValueError):
-                version = 2
-                note = "# containerd 1.7 (config version 2); for containerd 2.x use --config-version 3"
-        if note:
-            typer.echo(note)
-        typer.echo(runtime_config.render_containerd_config(version=version, spec_dirs=dirs), nl=False)
-    except errors.CdiFuseError as exc:
+        snippet = runtime_config.containerd_snippet(
+            version=config_version, spec_dirs=dirs, runtime_endpoint=runtime_endpoint
+        )
+        typer.echo(snippet, nl=False)
+    except errors.RuntimeConfigValueError as exc:
+        raise _fail(str(exc), code=EXIT_USAGE) from None
+    except errors.RuntimeConfigError as exc:
         raise _fail(str(exc)) from None
 
 

@@ -9,6 +9,13 @@ __all__ = [
     "DeviceProbeError",
     "InvalidNameError",
     "RegistrationError",
+    "RuntimeConfigError",
+    "RuntimeConfigLayoutError",
+    "RuntimeConfigReadError",
+    "RuntimeConfigSyntaxError",
+    "RuntimeConfigValueError",
+    "RuntimeConfigVersionError",
+    "RuntimeConfigWriteError",
     "RuntimeQueryError",
     "SpecError",
     "SpecVersionError",
@@ -65,6 +72,39 @@ class RuntimeQueryError(CdiFuseError):
     def __init__(self, message: str, *, endpoint: str) -> None:
         super().__init__(message)
         self.endpoint = endpoint
+
+
+class RuntimeConfigError(CdiFuseError):
+    """A container runtime's config file cannot be read, understood or changed as asked; `path` names it."""
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RuntimeConfigReadError(RuntimeConfigError):
+    """The config file exists but cannot be read, or is not UTF-8 text."""
+
+
+class RuntimeConfigSyntaxError(RuntimeConfigError):
+    """The config file is not valid TOML."""
+
+
+class RuntimeConfigVersionError(RuntimeConfigError):
+    """The config declares no usable version (1, unknown, not an integer), or not the version asked for."""
+
+
+class RuntimeConfigLayoutError(RuntimeConfigError):
+    """A key the CDI settings belong under holds something else (e.g. a string where a table belongs), or the
+    edit would change more than the CDI settings."""
+
+
+class RuntimeConfigValueError(RuntimeConfigError):
+    """The settings asked for are invalid (e.g. a relative spec directory)."""
+
+
+class RuntimeConfigWriteError(RuntimeConfigError):
+    """The config or its backup could not be written; the file that was there is left intact."""
 
 
 class RegistrationError(CdiFuseError):

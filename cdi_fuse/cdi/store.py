@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +10,7 @@ from typing import Any, Literal
 
 import yaml
 
-from cdi_fuse import defaults, errors
+from cdi_fuse import defaults, errors, files
 from cdi_fuse.cdi import models, names, validation
 
 __all__ = [
@@ -170,27 +167,6 @@ class WriteResult:
     content: bytes  # what the file holds now
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _current_content(path: Path) -> bytes | None:
-    if path.is_symlink():
-        raise errors.SpecWriteError(f"refusing to write through symbolic link {str(path)!r}", path=path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError as exc:
-        raise errors.SpecWriteError(f"{str(path)!r} is a directory", path=path) from exc
-    except OSError as exc:
-        raise errors.SpecWriteError(f"cannot read {str(path)!r}: {exc.strerror}", path=path) from exc
-
-
 def write_spec(
     spec: models.Spec,
     path: Path,
@@ -205,42 +181,11 @@ def write_spec(
     """
     validation.validate_spec(spec)
     content = encode_spec(spec, fmt or format_for_path(path)).encode("utf-8")
-    directory = path.parent
-    missing = [d for d in (directory, *directory.parents) if not d.exists()]
-    try:
-        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-        for created in missing:  # mkdir's mode is masked by the umask; the runtime must be able to read
-            os.chmod(created, _DIR_MODE)
-    except OSError as exc:
-        raise errors.SpecWriteError(
-            f"cannot create spec directory {str(directory)!r}: {exc.strerror}", path=path
-        ) from exc
-    current = _current_content(path)
+    files.make_directory(path.parent, mode=_DIR_MODE, error=errors.SpecWriteError, what="spec directory")
+    current = files.read_existing(path, error=errors.SpecWriteError)
     if current == content:
         return WriteResult(path, changed=False, content=content)
-    if current is not None and not overwrite:
-        raise errors.SpecWriteError(f"spec {str(path)!r} exists and overwriting was not asked for", path=path)
-    tmp_name = ""
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp_name, _FILE_MODE)
-        if overwrite:
-            os.replace(tmp_name, path)
-        else:
-            os.link(tmp_name, path)
-            os.unlink(tmp_name)
-        tmp_name = ""
-        _fsync_dir(directory)
-    except OSError as exc:
-        raise errors.SpecWriteError(f"cannot write spec {str(path)!r}: {exc.strerror or exc}", path=path) from exc
-    finally:
-        if tmp_name:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
+    files.replace_file(path, content, error=errors.SpecWriteError, mode=_FILE_MODE, overwrite=overwrite, what="spec")
     return WriteResult(path, changed=True, content=content)
 
 

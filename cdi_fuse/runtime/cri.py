@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_CDI_SPEC_DIRS",
     "DEFAULT_ENDPOINTS",
     "RuntimeInfo",
+    "parse_version",
     "probe_runtime",
     "query_runtime",
 ]
@@ -162,7 +163,8 @@ def _rpc_error_message(err: object, method: str, endpoint: str) -> str:
     return f"cri {method} call to {endpoint!r} failed ({code_name}): {details!r}"
 
 
-def _parse_version(text: str) -> tuple[int, int] | None:
+def parse_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) of a runtime version such as "v1.7.24" or "2.1.4~ds1"; None when it has none."""
     match = _VERSION_RE.match(text.strip())
     return (int(match[1]), int(match[2])) if match else None
 
@@ -211,7 +213,7 @@ def _decide_cdi(
     version: cri_pb2.VersionResponse, info: Mapping[str, str], endpoint: str
 ) -> tuple[bool, tuple[str, ...], str]:
     name = version.runtime_name.strip().lower()
-    release = _parse_version(version.runtime_version)
+    release = parse_version(version.runtime_version)
     label = f"{version.runtime_name} {version.runtime_version}".strip()
 
     if name == "containerd":
