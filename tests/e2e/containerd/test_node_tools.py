@@ -116,6 +116,8 @@ def test_runtime_config_apply_turns_cdi_on_in_a_config_containerd_accepts(
     assert "restart" in result.stdout
     cri = dumped()
     assert cri["enable_cdi"] is True
-    assert list(cri["cdi_spec_dirs"]) == ["/etc/cdi", "/var/run/cdi"]  # type: ignore[call-overload]
+    # the daemon's own spec dir stays; the default ones are added
+    expected_dirs = [str(runtime.spec_dir), "/etc/cdi", "/var/run/cdi"]
+    assert list(cri["cdi_spec_dirs"]) == expected_dirs  # type: ignore[call-overload]
     again = _cdi_fuse("runtime-config", "containerd", "--apply", "--config", str(config))
     assert again.returncode == 0 and "unchanged" in again.stdout
