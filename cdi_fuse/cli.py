@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 import cdi_fuse
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import names, store, validation
 from cdi_fuse.node import fuse, generate
 
@@ -497,18 +497,20 @@ def runtime_config_command(
         typer.Option("--spec-dir", help="CDI spec dirs the runtime should read [default: /etc/cdi, /var/run/cdi]."),
     ] = None,
     runtime_endpoint: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--runtime-endpoint",
-            help="CRI endpoint asked which config version containerd reads (for printing, or a new file).",
+            help="CRI endpoint of the runtime, asked for containerd's version or the spec dirs CRI-O reads "
+            "[default: unix:///run/containerd/containerd.sock, or unix:///var/run/crio/crio.sock].",
         ),
-    ] = "unix:///run/containerd/containerd.sock",
+    ] = None,
 ) -> None:
     """Print (or --apply) the runtime configuration that turns CDI on and points it at the spec dirs.
 
     After --apply, restart the runtime (the command says how).
     """
     from cdi_fuse.runtime import config as runtime_config
+    from cdi_fuse.runtime import crio
 
     dirs = tuple(spec_dirs) if spec_dirs else runtime_config.DEFAULT_SPEC_DIRS
     if config_version not in (None, 2, 3):
@@ -519,20 +521,22 @@ def runtime_config_command(
                 result = runtime_config.apply_crio_config(config_path or runtime_config.CRIO_DROP_IN, spec_dirs=dirs)
                 typer.echo(result.message)
             else:
-                typer.echo(f"# {runtime_config.CRIO_DROP_IN}")
-                typer.echo(runtime_config.render_crio_config(spec_dirs=dirs), nl=False)
+                typer.echo(
+                    crio.crio_snippet(spec_dirs=dirs, runtime_endpoint=runtime_endpoint or defaults.CRIO_ENDPOINT),
+                    nl=False,
+                )
             return
         if apply:
             result = runtime_config.apply_containerd_config(
                 config_path or runtime_config.CONTAINERD_CONFIG,
                 spec_dirs=dirs,
                 version=config_version,
-                runtime_endpoint=runtime_endpoint,
+                runtime_endpoint=runtime_endpoint or defaults.CONTAINERD_ENDPOINT,
             )
             typer.echo(result.message)
             return
         snippet = runtime_config.containerd_snippet(
-            version=config_version, spec_dirs=dirs, runtime_endpoint=runtime_endpoint
+            version=config_version, spec_dirs=dirs, runtime_endpoint=runtime_endpoint or defaults.CONTAINERD_ENDPOINT
         )
         typer.echo(snippet, nl=False)
     except errors.RuntimeConfigValueError as exc:

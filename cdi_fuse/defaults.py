@@ -30,10 +30,9 @@ COUNT: Final = 110
 STRATEGY: Final = "auto"
 
 # Where containerd and CRI-O listen by default, in the order a probe tries them.
-RUNTIME_ENDPOINTS: Final[tuple[str, ...]] = (
-    "unix:///run/containerd/containerd.sock",
-    "unix:///var/run/crio/crio.sock",
-)
+CONTAINERD_ENDPOINT: Final = "unix:///run/containerd/containerd.sock"
+CRIO_ENDPOINT: Final = "unix:///var/run/crio/crio.sock"
+RUNTIME_ENDPOINTS: Final[tuple[str, ...]] = (CONTAINERD_ENDPOINT, CRIO_ENDPOINT)
 RUNTIME_TIMEOUT_S: Final = 2.0
 
 # Runtime configuration files `runtime-config --apply` edits.

@@ -124,9 +124,9 @@ def _runtime(options: DoctorOptions) -> tuple[Check, api.RuntimeView | None, err
             None,
             exc,
         )
-    dirs = ", ".join(str(d) for d in view.spec_dirs) or "default dirs"
+    dirs = ", ".join(str(d) for d in view.spec_dirs) or "none"
     if view.cdi_enabled:
-        return Check("runtime", "ok", f"{view.description}: CDI enabled, spec dirs {dirs}"), view, None
+        return Check("runtime", "ok", f"{view.description}: CDI enabled, spec dirs {dirs} ({view.reason})"), view, None
     return (
         Check(
             "runtime",

@@ -362,7 +362,10 @@ class ImageSpec(_message.Message):
 
     IMAGE_FIELD_NUMBER: _builtins.int
     ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    USER_SPECIFIED_IMAGE_FIELD_NUMBER: _builtins.int
     image: _builtins.str
+    user_specified_image: _builtins.str
+    """the image as the pod spec names it; CRI-O refuses CreateContainer without it"""
     @_builtins.property
     def annotations(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -370,10 +373,11 @@ class ImageSpec(_message.Message):
         *,
         image: _builtins.str = ...,
         annotations: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        user_specified_image: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "image", b"image"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "image", b"image", "user_specified_image", b"user_specified_image"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,7 +1,10 @@
 """Ask the node's container runtime over CRI who it is and whether it resolves CDI device names.
 
 containerd reports its CRI plugin configuration as JSON in `Status(verbose=True).info["config"]`, with
-`enableCDI` and `cdiSpecDirs` (1.7 and 2.x). CRI-O resolves CDI devices unconditionally from 1.24 on.
+`enableCDI` and `cdiSpecDirs` (1.7 and 2.x). CRI-O resolves CDI devices unconditionally from 1.24 on and
+has no switch for it; from 1.33 on its `info["config"]` is `{"sandboxImage": ..., "crio": <its runtime
+config>}` with Go field names, so the spec dirs it scans are `crio.CDISpecDirs` (1.27-1.32 send only
+`sandboxImage`: then the defaults are assumed, and the reason says so).
 For anything else we cannot tell, so the answer is "no CDI" and callers fall back to a raw device node.
 grpc and the generated stubs are imported on first use so that importing this module stays cheap.
 """
@@ -16,7 +19,7 @@ import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cdi_fuse import defaults, errors
 
@@ -58,6 +61,8 @@ class RuntimeInfo:
     cdi_enabled: bool
     cdi_spec_dirs: tuple[str, ...]
     reason: str
+    # False when the runtime did not say which dirs it scans and `cdi_spec_dirs` are the defaults
+    cdi_spec_dirs_reported: bool = True
 
 
 def socket_path(endpoint: str) -> str:
@@ -95,15 +100,16 @@ def query_runtime(endpoint: str, *, timeout: float = 2.0) -> RuntimeInfo:
     except grpc.RpcError as err:
         raise errors.RuntimeQueryError(_rpc_error_message(err, method, endpoint), endpoint=endpoint) from err
 
-    cdi_enabled, spec_dirs, reason = _decide_cdi(version, dict(status.info), endpoint)
+    decision = _decide_cdi(version, dict(status.info), endpoint)
     info = RuntimeInfo(
         endpoint=endpoint,
         runtime_name=version.runtime_name,
         runtime_version=version.runtime_version,
         runtime_api_version=version.runtime_api_version,
-        cdi_enabled=cdi_enabled,
-        cdi_spec_dirs=spec_dirs,
-        reason=reason,
+        cdi_enabled=decision.enabled,
+        cdi_spec_dirs=decision.spec_dirs,
+        reason=decision.reason,
+        cdi_spec_dirs_reported=decision.spec_dirs_reported,
     )
     _log.debug("runtime at %s: %s", endpoint, info)
     return info
@@ -209,9 +215,48 @@ def _enable_cdi(config: Mapping[str, object] | None, endpoint: str) -> bool | No
     return value
 
 
-def _decide_cdi(
-    version: cri_pb2.VersionResponse, info: Mapping[str, str], endpoint: str
-) -> tuple[bool, tuple[str, ...], str]:
+def _crio_spec_dirs(config: Mapping[str, object] | None, endpoint: str) -> tuple[str, ...] | None:
+    """`crio.CDISpecDirs` of a CRI-O status config; None when this CRI-O does not report it.
+
+    JSON null is a nil Go slice: CRI-O then hands the CDI cache no dirs at all, so nothing resolves.
+    """
+    runtime_config = config.get("crio") if config is not None else None
+    if not isinstance(runtime_config, dict) or "CDISpecDirs" not in runtime_config:
+        return None
+    dirs = runtime_config["CDISpecDirs"]
+    if dirs is None:
+        return ()
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        raise errors.RuntimeQueryError(f"crio.CDISpecDirs is not a list of paths: {dirs!r}", endpoint=endpoint)
+    return tuple(dirs)
+
+
+class _Decision(NamedTuple):
+    enabled: bool
+    spec_dirs: tuple[str, ...]
+    reason: str
+    spec_dirs_reported: bool = True
+
+
+def _decide_crio(label: str, release: tuple[int, int] | None, info: Mapping[str, str], endpoint: str) -> _Decision:
+    reported = _crio_spec_dirs(_runtime_config(info, endpoint, strict=False), endpoint)
+    if reported is None:
+        dirs, where = (
+            DEFAULT_CDI_SPEC_DIRS,
+            "it does not report its cdi spec dirs (cri-o < 1.33): assuming the defaults",
+        )
+    else:
+        dirs, where = reported, "spec dirs from its status (crio.CDISpecDirs)"
+    if release is None:
+        reason = f"{label}: unparseable version, cannot tell whether cdi is supported"
+        return _Decision(False, dirs, reason, reported is not None)
+    if release >= _CRIO_FIRST_CDI:
+        reason = f"{label}: cri-o >= 1.24 always resolves cdi devices; {where}"
+        return _Decision(True, dirs, reason, reported is not None)
+    return _Decision(False, dirs, f"{label} predates cdi support (cri-o >= 1.24 needed)", reported is not None)
+
+
+def _decide_cdi(version: cri_pb2.VersionResponse, info: Mapping[str, str], endpoint: str) -> _Decision:
     name = version.runtime_name.strip().lower()
     release = parse_version(version.runtime_version)
     label = f"{version.runtime_name} {version.runtime_version}".strip()
@@ -219,33 +264,38 @@ def _decide_cdi(
     if name == "containerd":
         config = _runtime_config(info, endpoint, strict=True)
         dirs = _spec_dirs(config, endpoint)
+        reported = config is not None and "cdiSpecDirs" in config
         explicit = _enable_cdi(config, endpoint)
         if explicit is not None:
-            return explicit, dirs, f"{label} reports enableCDI={str(explicit).lower()} in its cri config"
+            return _Decision(
+                explicit, dirs, f"{label} reports enableCDI={str(explicit).lower()} in its cri config", reported
+            )
         if release is None:
-            return False, dirs, f"{label}: unparseable version and no enableCDI in its cri config"
+            return _Decision(False, dirs, f"{label}: unparseable version and no enableCDI in its cri config", reported)
         if release >= _CONTAINERD_CDI_DEFAULT_ON:
-            return True, dirs, f"{label} reports no enableCDI; containerd >= 2.0 enables cdi by default"
+            return _Decision(
+                True, dirs, f"{label} reports no enableCDI; containerd >= 2.0 enables cdi by default", reported
+            )
         if release >= _CONTAINERD_FIRST_CDI:
-            return False, dirs, f"{label} reports no enableCDI; containerd 1.7 leaves cdi off by default"
-        return False, dirs, f"{label} predates cdi support (containerd >= 1.7 needed)"
+            return _Decision(
+                False, dirs, f"{label} reports no enableCDI; containerd 1.7 leaves cdi off by default", reported
+            )
+        return _Decision(False, dirs, f"{label} predates cdi support (containerd >= 1.7 needed)", reported)
 
     if name == "cri-o":
-        config = _runtime_config(info, endpoint, strict=False)
-        dirs = _spec_dirs(config, endpoint)
-        if release is None:
-            return False, dirs, f"{label}: unparseable version, cannot tell whether cdi is supported"
-        if release >= _CRIO_FIRST_CDI:
-            return True, dirs, f"{label}: cri-o >= 1.24 always resolves cdi devices"
-        return False, dirs, f"{label} predates cdi support (cri-o >= 1.24 needed)"
+        return _decide_crio(label, release, info, endpoint)
 
     config = _runtime_config(info, endpoint, strict=False)
     explicit = _enable_cdi(config, endpoint)
     dirs = _spec_dirs(config, endpoint)
+    reported = config is not None and "cdiSpecDirs" in config
     if explicit is not None:
-        return explicit, dirs, f"{label or 'unnamed runtime'} reports enableCDI={str(explicit).lower()}"
-    return (
+        return _Decision(
+            explicit, dirs, f"{label or 'unnamed runtime'} reports enableCDI={str(explicit).lower()}", reported
+        )
+    return _Decision(
         False,
         dirs,
-        (f"unknown runtime {version.runtime_name!r}: cannot tell whether it resolves cdi devices, assuming not"),
+        f"unknown runtime {version.runtime_name!r}: cannot tell whether it resolves cdi devices, assuming not",
+        reported,
     )

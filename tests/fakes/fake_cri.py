@@ -34,6 +34,7 @@ __all__ = [
     "FakeCri",
     "RuntimeAnswers",
     "containerd_config",
+    "crio_config",
     "make_stale_socket",
     "serve_fake_cri",
     "short_tmp_dir",
@@ -52,6 +53,12 @@ def containerd_config(
     if spec_dirs is not None:
         config["cdiSpecDirs"] = list(spec_dirs)
     return config
+
+
+def crio_config(spec_dirs: Any, *, sandbox_image: str = "registry.k8s.io/pause:3.10.1") -> dict[str, Any]:
+    """A CRI-O (>= 1.33) Status info["config"]: its runtime config under "crio", Go field names."""
+    runtime = {"DefaultRuntime": "crun", "CgroupManagerName": "systemd", "CDISpecDirs": spec_dirs}
+    return {"sandboxImage": sandbox_image, "crio": runtime}
 
 
 @dataclass

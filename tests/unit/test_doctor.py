@@ -12,7 +12,7 @@ from cdi_fuse import doctor
 from cdi_fuse.cli import app
 from cdi_fuse.node import fuse, generate
 from tests.conftest import PROC_FILESYSTEMS_WITH_FUSE, PROC_FILESYSTEMS_WITHOUT_FUSE
-from tests.fakes.fake_cri import containerd_config, serve_fake_cri
+from tests.fakes.fake_cri import containerd_config, crio_config, serve_fake_cri
 
 QUALIFIED = "cdi-fuse.io/fuse=fuse"
 DATA = Path(__file__).parent.parent / "data" / "runtime-config"
@@ -210,3 +210,26 @@ def test_runtime_config_rejects_unknown_config_version() -> None:
 
 def test_generate_options_qualified_name_matches_default() -> None:
     assert generate.GenerateOptions().qualified_name == QUALIFIED
+
+
+@requires_fuse
+def test_crio_with_its_own_spec_dir_is_asked_for_it(node: dict[str, Path], tmp_path: Path) -> None:
+    """CRI-O configured for a dir that is not among doctor's --spec-dir: doctor and auto use CRI-O's dirs.
+
+    Regression: the CRI-O answer was read like containerd's (top-level cdiSpecDirs), so the defaults were
+    assumed and auto fell back to device-spec although CRI-O resolves the name.
+    """
+    crio_dir = tmp_path / "crio-cdi"
+    spec = _write_spec(crio_dir)
+    config = crio_config([str(crio_dir)])
+    with serve_fake_cri(runtime_name="cri-o", runtime_version="1.37.0", config=config) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint))
+    checks = _by_name(report)
+    assert checks["runtime"].status == "ok"
+    assert f"cri-o 1.37.0: CDI enabled, spec dirs {crio_dir}" in checks["runtime"].detail
+    assert "crio.CDISpecDirs" in checks["runtime"].detail
+    assert checks["spec"].status == "warn"  # not in doctor's own --spec-dir
+    assert checks["runtime spec dirs"].status == "ok"
+    assert str(spec) in checks["runtime spec dirs"].detail
+    assert "device-spec" not in report.strategy
+    assert str(crio_dir) in report.strategy_reason

@@ -19,12 +19,14 @@ from tests.fakes.fake_cri import (
     FakeCri,
     RuntimeAnswers,
     containerd_config,
+    crio_config,
     make_stale_socket,
     serve_fake_cri,
     short_tmp_dir,
 )
 
 DEFAULT_DIRS = ("/etc/cdi", "/var/run/cdi")
+RECORDED_CRIO = Path(__file__).parent.parent / "data" / "cri" / "crio-1.37.0-status.json"
 
 
 @pytest.fixture
@@ -38,13 +40,14 @@ def short_dir() -> Iterator[Path]:
 
 
 @pytest.mark.parametrize(
-    ("answers", "enabled", "dirs", "reason"),
+    ("answers", "enabled", "dirs", "reason", "reported"),
     [
         pytest.param(
             RuntimeAnswers("containerd", "v2.0.4", config=containerd_config(enable_cdi=True, spec_dirs=["/x/cdi"])),
             True,
             ("/x/cdi",),
             "enableCDI=true",
+            True,
             id="containerd-2-cdi-on-custom-dirs",
         ),
         pytest.param(
@@ -52,6 +55,7 @@ def short_dir() -> Iterator[Path]:
             True,
             DEFAULT_DIRS,
             "enableCDI=true",
+            True,
             id="containerd-1.7-cdi-on",
         ),
         pytest.param(
@@ -59,6 +63,7 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "enableCDI=false",
+            True,
             id="containerd-1.7-cdi-off",
         ),
         pytest.param(
@@ -66,6 +71,7 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "enableCDI=false",
+            False,
             id="containerd-2-cdi-switched-off",
         ),
         pytest.param(
@@ -73,6 +79,7 @@ def short_dir() -> Iterator[Path]:
             True,
             DEFAULT_DIRS,
             ">= 2.0 enables cdi by default",
+            False,
             id="containerd-2-key-missing",
         ),
         pytest.param(
@@ -80,6 +87,7 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "1.7 leaves cdi off",
+            False,
             id="containerd-1.7-key-missing",
         ),
         pytest.param(
@@ -87,6 +95,7 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "predates cdi",
+            False,
             id="containerd-1.6-no-config",
         ),
         pytest.param(
@@ -94,27 +103,64 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "unparseable version",
+            True,
             id="containerd-odd-version",
         ),
         pytest.param(
-            RuntimeAnswers("cri-o", "1.28.1", config=None),
+            RuntimeAnswers("cri-o", "1.26.3", config=None),
             True,
             DEFAULT_DIRS,
-            "cri-o >= 1.24",
-            id="crio-1.28",
+            "cri-o < 1.33): assuming the defaults",
+            False,
+            id="crio-1.26-no-info",
         ),
         pytest.param(
-            RuntimeAnswers("cri-o", "1.24.0", config={"cdiSpecDirs": ["/opt/cdi"]}),
+            RuntimeAnswers("cri-o", "1.30.4", config={"sandboxImage": "registry.k8s.io/pause:3.9"}),
             True,
-            ("/opt/cdi",),
-            "cri-o >= 1.24",
-            id="crio-dirs-from-info",
+            DEFAULT_DIRS,
+            "cri-o < 1.33): assuming the defaults",
+            False,
+            id="crio-1.30-sandbox-image-only",
+        ),
+        pytest.param(
+            RuntimeAnswers("cri-o", "1.37.0", config=crio_config(["/opt/cdi", "/run/cdi"])),
+            True,
+            ("/opt/cdi", "/run/cdi"),
+            "spec dirs from its status (crio.CDISpecDirs)",
+            True,
+            id="crio-1.37-custom-dirs",
+        ),
+        pytest.param(
+            RuntimeAnswers("cri-o", "1.37.0", config=crio_config([])),
+            True,
+            (),
+            "crio.CDISpecDirs",
+            True,
+            id="crio-empty-dirs-list",
+        ),
+        pytest.param(
+            RuntimeAnswers("cri-o", "1.37.0", config=crio_config(None)),
+            True,
+            (),
+            "crio.CDISpecDirs",
+            True,
+            id="crio-null-dirs-is-a-nil-slice",
+        ),
+        pytest.param(
+            # containerd's key at the top level is not how CRI-O answers: it is ignored
+            RuntimeAnswers("cri-o", "1.34.1", config={"sandboxImage": "p", "cdiSpecDirs": ["/opt/cdi"]}),
+            True,
+            DEFAULT_DIRS,
+            "assuming the defaults",
+            False,
+            id="crio-containerd-key-ignored",
         ),
         pytest.param(
             RuntimeAnswers("cri-o", "1.28.1", info={"config": "[crio]\nroot = '/var/lib/containers'"}),
             True,
             DEFAULT_DIRS,
             "cri-o >= 1.24",
+            False,
             id="crio-toml-info-tolerated",
         ),
         pytest.param(
@@ -122,6 +168,7 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "cri-o >= 1.24 needed",
+            False,
             id="crio-1.23",
         ),
         pytest.param(
@@ -129,11 +176,12 @@ def short_dir() -> Iterator[Path]:
             False,
             DEFAULT_DIRS,
             "unknown runtime 'frobnicator'",
+            False,
             id="unknown-runtime",
         ),
     ],
 )
-def test_query_runtime_decides_cdi(answers, enabled, dirs, reason) -> None:
+def test_query_runtime_decides_cdi(answers, enabled, dirs, reason, reported) -> None:
     with FakeCri(answers) as fake:
         info = cri.query_runtime(fake.endpoint, timeout=5)
     assert info == cri.RuntimeInfo(
@@ -144,8 +192,43 @@ def test_query_runtime_decides_cdi(answers, enabled, dirs, reason) -> None:
         cdi_enabled=enabled,
         cdi_spec_dirs=dirs,
         reason=info.reason,
+        cdi_spec_dirs_reported=reported,
     )
     assert reason in info.reason
+
+
+def test_recorded_crio_1_37_status_gives_its_real_spec_dirs() -> None:
+    """The Version and Status(verbose) answers of a real CRI-O 1.37.0 (tests/e2e/crio), replayed."""
+    recorded = json.loads(RECORDED_CRIO.read_text())
+    config = json.loads(recorded["status_info"]["config"])
+    expected = tuple(config["crio"]["CDISpecDirs"])
+    assert len(expected) == 2 and expected != DEFAULT_DIRS
+    answers = RuntimeAnswers(
+        recorded["version"]["runtime_name"], recorded["version"]["runtime_version"], info=recorded["status_info"]
+    )
+    with FakeCri(answers) as fake:
+        info = cri.query_runtime(fake.endpoint, timeout=5)
+    assert (info.runtime_name, info.runtime_version) == ("cri-o", "1.37.0")
+    assert info.cdi_enabled is True
+    assert info.cdi_spec_dirs == expected
+    assert info.cdi_spec_dirs_reported is True
+    assert (
+        info.reason
+        == "cri-o 1.37.0: cri-o >= 1.24 always resolves cdi devices; spec dirs from its status (crio.CDISpecDirs)"
+    )
+
+
+@pytest.mark.parametrize(
+    "dirs",
+    [pytest.param("/etc/cdi", id="string"), pytest.param([1, 2], id="numbers"), pytest.param({"a": 1}, id="object")],
+)
+def test_crio_garbage_spec_dirs(dirs) -> None:
+    with (
+        serve_fake_cri(runtime_name="cri-o", runtime_version="1.37.0", config=crio_config(dirs)) as endpoint,
+        pytest.raises(errors.RuntimeQueryError, match=r"crio\.CDISpecDirs is not a list of paths") as caught,
+    ):
+        cri.query_runtime(endpoint, timeout=5)
+    assert caught.value.endpoint == endpoint
 
 
 def test_query_runtime_asks_version_then_verbose_status() -> None:
