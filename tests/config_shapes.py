@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hypothesis import event
 from hypothesis import strategies as st
 
-__all__ = ["CRI_TABLES", "comment_tags", "containerd_configs"]
+__all__ = ["CRASHED", "CRI_TABLES", "DATA", "comment_tags", "containerd_configs"]
+
+DATA = Path(__file__).resolve().parent / "data" / "runtime-config"
 
 CRI_TABLES = {2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime"}
 COMMENT_TAG = re.compile(r"#\s*c\d+")
@@ -157,3 +160,17 @@ def containerd_configs(draw: st.DrawFn) -> tuple[str, int]:
 def comment_tags(text: str) -> list[str]:
     """The `# c<N>` tags of a generated config's comments, in order."""
     return [m.group(0).replace(" ", "") for m in COMMENT_TAG.finditer(text)]
+
+
+# The shapes of issue 11 that crashed with "AttributeError: 'bool' object has no attribute 'trivia'": a CRI
+# table with indented keys and no enable_cdi.
+CRASHED = {
+    "v3-indented": f"version = 3\n[plugins.'{CRI_TABLES[3]}']\n  restrict_oom_score_adj = true\n",
+    "v3-under-plugins": (
+        f"version = 3\n[plugins]\n  [plugins.'{CRI_TABLES[3]}']\n    restrict_oom_score_adj = true\n"
+        f"    [plugins.'{CRI_TABLES[3]}'.containerd]\n      default_runtime_name = 'runc'\n"
+    ),
+    "v2-indented": (
+        f'version = 2\n[plugins."{CRI_TABLES[2]}"]\n    sandbox_image = "pause:3.9"\n    enable_selinux = false\n'
+    ),
+}

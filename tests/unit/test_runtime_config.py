@@ -16,9 +16,9 @@ import tomlkit.exceptions
 
 from cdi_fuse import errors
 from cdi_fuse.runtime import config
+from tests.config_shapes import CRASHED, DATA
 from tests.fakes.fake_cri import containerd_config, serve_fake_cri
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "runtime-config"
 CRI_V2 = "io.containerd.grpc.v1.cri"
 CRI_V3 = "io.containerd.cri.v1.runtime"
 
@@ -494,18 +494,6 @@ def test_apply_handles_dotted_keys(tmp_path: Path) -> None:
         "cdi_spec_dirs": ["/etc/cdi", "/var/run/cdi"],
     }
     assert "# off for now" in text
-
-
-# The shapes of issue 11 that crashed with "AttributeError: 'bool' object has no attribute 'trivia'": a CRI
-# table with indented keys and no enable_cdi.
-CRASHED = {
-    "v3-indented": f"version = 3\n[plugins.'{CRI_V3}']\n  restrict_oom_score_adj = true\n",
-    "v3-under-plugins": (
-        f"version = 3\n[plugins]\n  [plugins.'{CRI_V3}']\n    restrict_oom_score_adj = true\n"
-        f"    [plugins.'{CRI_V3}'.containerd]\n      default_runtime_name = 'runc'\n"
-    ),
-    "v2-indented": f'version = 2\n[plugins."{CRI_V2}"]\n    sandbox_image = "pause:3.9"\n    enable_selinux = false\n',
-}
 
 
 @pytest.mark.parametrize("name", [*CRASHED, "containerd-2.1-default-without-cdi.toml"])

@@ -1,5 +1,8 @@
 """Fixtures for a real containerd (>= 1.7.2, CRI + CDI) started privately for the test session.
 
+Every test runs once per containerd release (1.7 from Debian trixie, 2.x from sid; narrow it with
+``CDI_FUSE_CONTAINERD_SUITES=1.7`` or ``=2.x``): ``containerd_install`` is parametrized over them.
+
 ``containerd_runtime`` is a factory: ``rt = containerd_runtime(cdi_enabled=True)`` returns a
 :class:`~tests.e2e.containerd.harness.ContainerdRuntime` with ``.endpoint`` (``unix://...``), ``.spec_dir``
 (the daemon's only CDI spec dir), ``.version``, ``.image`` and ``.run_fuse_container(...)``. One daemon per
@@ -33,8 +36,9 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def containerd_install() -> fetch.ContainerdInstall:
+@pytest.fixture(scope="session", params=fetch.selected_releases())
+def containerd_install(request: pytest.FixtureRequest) -> fetch.ContainerdInstall:
+    release: str = request.param
     if os.geteuid() != 0:
         _unavailable("needs root (containerd, mounts, device cgroups)")
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
@@ -44,9 +48,11 @@ def containerd_install() -> fetch.ContainerdInstall:
     if not Path("/dev/fuse").exists():
         _unavailable("this host has no /dev/fuse")
     try:
-        install = fetch.ensure_containerd()
+        install = fetch.ensure_containerd(fetch.SUITES[release])
     except fetch.ContainerdUnavailableError as exc:
-        _unavailable(str(exc))
+        _unavailable(f"containerd {release} (Debian {fetch.SUITES[release]}): {exc}")
+    if not release.startswith(f"{install.version_tuple[0]}."):
+        _unavailable(f"asked for containerd {release}, found {install.version} in {install.bin_dir}")
     print(f"\ncontainerd {install.version} from {install.bin_dir}")
     return install
 

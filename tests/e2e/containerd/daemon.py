@@ -24,7 +24,7 @@ from typing import Any
 
 import tomlkit
 
-from tests.e2e.containerd import cri_client, fetch
+from tests.e2e.containerd import cri_client, fetch, image
 
 RUNC = "runc"
 TMP_DIR = Path("/tmp")
@@ -158,9 +158,13 @@ def build_config(paths: DaemonPaths, *, cdi_enabled: bool, sandbox_image: str, m
         "cni": {"bin_dirs": [cni["bin_dir"]], "conf_dir": cni["conf_dir"]},
     }
     images = {"snapshotter": "native", "pinned_images": {"sandbox": sandbox_image}}
+    # 2.x's transfer service (CRI image pulls, `ctr images import`) unpacks into the platform's default
+    # snapshotter, overlayfs, unless told otherwise; without it the CRI plugin does not load.
+    transfer = {"unpack_config": [{"platform": f"linux/{image.oci_arch()}", "snapshotter": "native"}]}
     plugins = {
         "io.containerd.cri.v1.runtime": runtime,
         "io.containerd.cri.v1.images": images,
+        "io.containerd.transfer.v1.local": transfer,
         "io.containerd.grpc.v1.cri": stream,
         "io.containerd.internal.v1.opt": {"path": str(paths.root / "opt")},
     }

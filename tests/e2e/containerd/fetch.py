@@ -1,7 +1,11 @@
-"""Fetch a containerd with CDI support (>= 1.7.2) without changing the system.
+"""Fetch the containerd releases the e2e tests run against, without changing the system.
 
-Debian bookworm ships containerd 1.6, which has no CDI. Debian trixie's ``containerd`` .deb is fetched and
-unpacked into the test cache by :mod:`tests.debcache` (private apt state, locked, reused by later runs).
+Debian bookworm ships containerd 1.6, which has no CDI. Debian trixie's ``containerd`` .deb (1.7) and
+sid's (2.1) are fetched and unpacked into the test cache by :mod:`tests.debcache` (private apt state,
+locked, reused by later runs). Only the containerd package is taken: the host's runc runs the containers
+(sid's runc needs a newer glibc than bookworm's; containerd itself runs on bookworm).
+
+Which releases run: ``CDI_FUSE_CONTAINERD_SUITES`` (comma list of keys of :data:`SUITES`, default all).
 
 Run ``python -m tests.e2e.containerd.fetch`` to fill the cache by hand.
 """
@@ -17,6 +21,9 @@ from pathlib import Path
 from tests import debcache
 
 DEBIAN_SUITE = "trixie"
+# release label -> Debian suite whose containerd package it is
+SUITES: dict[str, str] = {"1.7": "trixie", "2.x": "sid"}
+SUITES_ENV = "CDI_FUSE_CONTAINERD_SUITES"
 PACKAGE = "containerd"
 MIN_VERSION = (1, 7, 2)
 # Point this at a directory holding containerd, ctr and containerd-shim-runc-v2 to skip the download.
@@ -65,6 +72,15 @@ def probe_version(containerd: Path) -> tuple[str, tuple[int, int, int]]:
     return parse_version(out)
 
 
+def selected_releases() -> list[str]:
+    """The release labels the e2e tests run against ($CDI_FUSE_CONTAINERD_SUITES, default every one)."""
+    wanted = [label.strip() for label in os.environ.get(SUITES_ENV, ",".join(SUITES)).split(",") if label.strip()]
+    unknown = [label for label in wanted if label not in SUITES]
+    if unknown:
+        raise ValueError(f"{SUITES_ENV}: unknown containerd release(s) {unknown}; known: {sorted(SUITES)}")
+    return wanted
+
+
 def ensure_containerd(suite: str = DEBIAN_SUITE) -> ContainerdInstall:
     """A working containerd >= 1.7.2: from $CDI_FUSE_CONTAINERD_BIN_DIR, else Debian `suite`'s package."""
     override = os.environ.get(BIN_DIR_ENV)
@@ -87,5 +103,6 @@ def ensure_containerd(suite: str = DEBIAN_SUITE) -> ContainerdInstall:
 
 
 if __name__ == "__main__":
-    found = ensure_containerd()
-    print(f"containerd {found.version} in {found.bin_dir}")
+    for release in selected_releases():
+        found = ensure_containerd(SUITES[release])
+        print(f"containerd {found.version} ({release}, Debian {SUITES[release]}) in {found.bin_dir}")

@@ -43,6 +43,9 @@ def test_v3_config_for_containerd_2x(tmp_path: Path) -> None:
     assert runtime["cdi_spec_dirs"] == [str(paths.spec_dir)]
     assert runtime["containerd"]["runtimes"]["runc"]["snapshotter"] == "native"
     assert parsed["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == "img:1"
+    # without it 2.x's transfer service wants overlayfs (disabled here) and the CRI plugin does not load
+    (unpack,) = parsed["plugins"]["io.containerd.transfer.v1.local"]["unpack_config"]
+    assert unpack["snapshotter"] == "native" and unpack["platform"].startswith("linux/")
 
 
 def test_sweep_removes_dead_sessions_and_keeps_live_or_starting_ones(tmp_path: Path) -> None:

@@ -21,10 +21,38 @@ from tests.e2e.containerd import fetch
         pytest.param(
             "containerd github.com/containerd/containerd/v2 v2.0.4 1a43cb6a\n", ("2.0.4", (2, 0, 4)), id="upstream-2.x"
         ),
+        pytest.param(
+            "containerd github.com/containerd/containerd/v2 2.1.9+unknown \n",
+            ("2.1.9+unknown", (2, 1, 9)),
+            id="debian-2.1",
+        ),
     ],
 )
 def test_parse_version(output: str, expected: tuple[str, tuple[int, int, int]]) -> None:
     assert fetch.parse_version(output) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, ["1.7", "2.x"], id="default-both"),
+        pytest.param("2.x", ["2.x"], id="only-2.x"),
+        pytest.param(" 1.7 , ", ["1.7"], id="spaces"),
+    ],
+)
+def test_selected_releases(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: list[str]) -> None:
+    if value is None:
+        monkeypatch.delenv(fetch.SUITES_ENV, raising=False)
+    else:
+        monkeypatch.setenv(fetch.SUITES_ENV, value)
+    assert fetch.selected_releases() == expected
+    assert {fetch.SUITES[r] for r in expected} <= {"trixie", "sid"}
+
+
+def test_selected_releases_refuses_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(fetch.SUITES_ENV, "1.6")
+    with pytest.raises(ValueError, match=r"unknown containerd release\(s\) \['1.6'\]"):
+        fetch.selected_releases()
 
 
 def test_parse_version_rejects_garbage() -> None:

@@ -1,16 +1,13 @@
-"""`cdi-fuse doctor` and `cdi-fuse runtime-config` against the real containerd of the e2e fixture."""
+"""`cdi-fuse doctor` against the real containerd of the e2e fixture (runtime-config: test_runtime_config_apply.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-
-import tomlkit
 
 from tests.e2e.containerd import harness
 
@@ -79,45 +76,3 @@ def test_doctor_reads_cdi_off_from_real_containerd(containerd_runtime: RuntimeFa
     assert "CDI disabled" in check["detail"]
     assert "runtime-config" in check["hint"]
     assert report["strategy"]["auto"] == "device-spec"  # type: ignore[index]
-
-
-def test_runtime_config_prints_version_2_for_containerd_1_7(containerd_runtime: RuntimeFactory) -> None:
-    runtime = containerd_runtime(False)
-    result = _cdi_fuse("runtime-config", "containerd", "--runtime-endpoint", runtime.endpoint)
-    assert result.returncode == 0, result.stderr
-    print(result.stdout)
-    document = tomlkit.parse(result.stdout)
-    assert document["version"] == 2
-    cri = document["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["enable_cdi"] is True
-    assert list(cri["cdi_spec_dirs"]) == ["/etc/cdi", "/var/run/cdi"]
-
-
-def test_runtime_config_apply_turns_cdi_on_in_a_config_containerd_accepts(
-    containerd_runtime: RuntimeFactory, tmp_path: Path
-) -> None:
-    """Apply to the CDI-off daemon's own config; containerd's `config dump` of the result says CDI is on."""
-    runtime = containerd_runtime(False)
-    config = tmp_path / "config.toml"
-    shutil.copy(runtime.daemon.paths.config, config)
-    containerd = str(runtime.daemon.install.containerd)
-
-    def dumped() -> dict[str, object]:
-        out = subprocess.run(
-            [containerd, "--config", str(config), "config", "dump"], capture_output=True, text=True, timeout=60
-        )
-        assert out.returncode == 0, out.stderr
-        cri: dict[str, object] = tomlkit.parse(out.stdout)["plugins"]["io.containerd.grpc.v1.cri"]
-        return cri
-
-    assert dumped()["enable_cdi"] is False
-    result = _cdi_fuse("runtime-config", "containerd", "--apply", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    assert "restart" in result.stdout
-    cri = dumped()
-    assert cri["enable_cdi"] is True
-    # the daemon's own spec dir stays; the default ones are added
-    expected_dirs = [str(runtime.spec_dir), "/etc/cdi", "/var/run/cdi"]
-    assert list(cri["cdi_spec_dirs"]) == expected_dirs  # type: ignore[call-overload]
-    again = _cdi_fuse("runtime-config", "containerd", "--apply", "--config", str(config))
-    assert again.returncode == 0 and "unchanged" in again.stdout
