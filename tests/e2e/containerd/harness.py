@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tests.e2e.containerd import cri_client, daemon, image
 
@@ -38,6 +38,33 @@ class FuseContainer:
         return self.exec("/bin/sh", "-c", script, timeout_s=timeout_s)
 
 
+class NodeRuntime(Protocol):
+    """What the kubelet emulator drives: a CRI runtime with a CDI spec dir (containerd here, CRI-O too)."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def spec_dir(self) -> Path: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def cdi_enabled(self) -> bool: ...
+
+    def run_fuse_container(
+        self,
+        *,
+        devices: Sequence[cri_client.DeviceMapping | str] = (),
+        cdi_devices: Sequence[str] = (),
+        annotations: Mapping[str, str] | None = None,
+        mounts: Sequence[cri_client.MountSpec] = (),
+        envs: Mapping[str, str] | None = None,
+        command: Sequence[str] = PAUSE_FOREVER,
+        name: str = "fuse",
+    ) -> FuseContainer: ...
+
+
 @dataclass
 class ContainerdRuntime:
     daemon: daemon.ContainerdDaemon
@@ -55,6 +82,10 @@ class ContainerdRuntime:
     @property
     def version(self) -> str:
         return self.daemon.version
+
+    @property
+    def description(self) -> str:
+        return f"containerd {self.version}"
 
     @property
     def cdi_enabled(self) -> bool:

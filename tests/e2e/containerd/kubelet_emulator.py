@@ -1,4 +1,4 @@
-"""The kubelet's half of the device-plugin path, driving the REAL ``cdi-fuse plugin`` and a real containerd.
+"""The kubelet's half of the device-plugin path, driving the REAL ``cdi-fuse plugin`` and a real CRI runtime.
 
 ``plugin_on_node(runtime, strategy=...)`` starts the ``cdi-fuse plugin`` console script as a subprocess in a
 short temp device-plugin dir served by the fake kubelet (``tests.fakes.kubelet``), pointed at the containerd
@@ -135,7 +135,7 @@ def cri_request(response: pb.ContainerAllocateResponse) -> dict[str, Any]:
 
 @dataclass
 class KubeletEmulator:
-    runtime: harness.ContainerdRuntime
+    runtime: harness.NodeRuntime
     kubelet: fake.FakeKubelet
     plugin: PluginProcess
     resource: str
@@ -189,7 +189,7 @@ def _one_line(message: Any) -> str:
 
 
 def plugin_args(
-    runtime: harness.ContainerdRuntime,
+    runtime: harness.NodeRuntime,
     plugin_dir: Path,
     *,
     strategy: str,
@@ -225,7 +225,7 @@ def plugin_args(
 
 @contextlib.contextmanager
 def plugin_on_node(
-    runtime: harness.ContainerdRuntime,
+    runtime: harness.NodeRuntime,
     *,
     strategy: str,
     generate: bool = True,
@@ -247,7 +247,7 @@ def plugin_on_node(
     plugin_dir.mkdir()
     plugin: PluginProcess | None = None
     print(f"plugin --strategy {strategy} {'--generate' if generate else '--no-generate'} {qualified_name}")
-    print(f"  against containerd {runtime.version} (CDI {'on' if runtime.cdi_enabled else 'off'})")
+    print(f"  against {runtime.description} (CDI {'on' if runtime.cdi_enabled else 'off'})")
     try:
         with fake.fake_kubelet(plugin_dir) as kubelet:
             args = plugin_args(
