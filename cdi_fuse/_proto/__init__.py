@@ -2,4 +2,6 @@
 
 deviceplugin_pb2, deviceplugin_pb2_grpc: kubelet device plugin API v1beta1 (package v1beta1).
 cri_pb2, cri_pb2_grpc: the subset of the CRI runtime API v1 that cdi-fuse uses (package runtime.v1).
+dra_pb2, dra_pb2_grpc: kubelet DRA plugin API v1 (package k8s.io.kubelet.pkg.apis.dra.v1).
+pluginregistration_pb2, pluginregistration_pb2_grpc: kubelet plugin registration API v1 (package pluginregistration).
 """
