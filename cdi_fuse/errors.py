@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "ApiServerError",
     "CdiFuseError",
+    "ClaimError",
     "DeviceProbeError",
     "InvalidNameError",
     "RegistrationError",
@@ -113,3 +115,19 @@ class RegistrationError(CdiFuseError):
     def __init__(self, message: str, *, socket: Path | None = None) -> None:
         super().__init__(message)
         self.socket = socket
+
+
+class ApiServerError(CdiFuseError):
+    """The Kubernetes API server refused a request or could not be reached (`status` None: no answer)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ClaimError(CdiFuseError):
+    """One ResourceClaim cannot be prepared on this node; the kubelet gets the message for that claim."""
+
+    def __init__(self, message: str, *, claim: str = "") -> None:
+        super().__init__(message)
+        self.claim = claim
