@@ -38,3 +38,9 @@ RUNTIME_TIMEOUT_S: Final = 2.0
 # Runtime configuration files `runtime-config --apply` edits.
 CONTAINERD_CONFIG: Final = Path("/etc/containerd/config.toml")
 CRIO_DROP_IN: Final = Path("/etc/crio/crio.conf.d/10-cdi.conf")
+
+# The DRA kubelet plugin (`cdi-fuse dra`): its driver name (also the DeviceClass name), the kubelet's
+# plugin-registration directory and the directory its DRA socket and checkpoint go in (<dir>/<driver>/).
+DRA_DRIVER: Final = "fuse.cdi-fuse.io"
+DRA_REGISTRY_DIR: Final = Path("/var/lib/kubelet/plugins_registry")
+DRA_PLUGINS_DIR: Final = Path("/var/lib/kubelet/plugins")

@@ -8,6 +8,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from cdi_fuse import defaults
+
 __all__ = [
     "API_GROUP_VERSION",
     "CHECKPOINT_FILE",
@@ -28,9 +30,9 @@ __all__ = [
     "registration_socket_name",
 ]
 
-DEFAULT_DRIVER = "fuse.cdi-fuse.io"
-DEFAULT_REGISTRY_DIR = Path("/var/lib/kubelet/plugins_registry")
-DEFAULT_PLUGINS_DIR = Path("/var/lib/kubelet/plugins")
+DEFAULT_DRIVER = defaults.DRA_DRIVER
+DEFAULT_REGISTRY_DIR: Path = defaults.DRA_REGISTRY_DIR
+DEFAULT_PLUGINS_DIR: Path = defaults.DRA_PLUGINS_DIR
 DRA_SOCKET = "dra.sock"
 CHECKPOINT_FILE = "prepared-claims.json"
 PLUGIN_TYPE = "DRAPlugin"
@@ -41,7 +43,7 @@ API_GROUP_VERSION = "resource.k8s.io/v1"
 # resource.k8s.io/v1 accepts at most 128 devices in one ResourceSlice.
 MAX_DEVICES_PER_SLICE = 128
 # Like the device plugin's --count: the kubelet's default max pods, so every pod may hold one share.
-DEFAULT_COUNT = 110
+DEFAULT_COUNT = defaults.COUNT
 
 
 def registration_socket_name(driver: str) -> str:

@@ -2,13 +2,11 @@
 
 Both must be the whole upstream API (every message, field, enum value and RPC, same names, numbers,
 types and streaming), and the generated stubs in cdi_fuse/_proto must be what they produce today. The
-upstream files live in ../shared/reference/kubelet/; without them the comparisons skip with the reason,
-unless CDI_FUSE_REQUIRE_REFERENCE=1 (then they fail).
+upstream files come from tests/reference.py (skip with the reason when absent, fail in CI).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from cdi_fuse._proto import dra_pb2, pluginregistration_pb2
+from tests import reference
 from tests.conformance.test_proto_conformance import (
     PLUGIN_DIR,
-    REFERENCE_DIR,
     api_table,
     compile_descriptor,
     differences,
@@ -27,18 +25,8 @@ from tests.conformance.test_proto_conformance import _mutated as mutated
 from tests.conformance.test_proto_conformance import _upstream_class as upstream_class
 from tests.conformance.test_proto_conformance import _walk_messages as walk_messages
 
-UPSTREAM_DRA = REFERENCE_DIR / "kubelet" / "dra_v1_api.proto"
-UPSTREAM_REGISTRATION = REFERENCE_DIR / "kubelet" / "pluginregistration_v1_api.proto"
-REQUIRE_ENV = "CDI_FUSE_REQUIRE_REFERENCE"
-
-
-def _upstream(path: Path) -> Path:
-    if not path.is_file():
-        message = f"upstream reference {path} is absent (../shared/reference not laid out next to the repo)"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{message} and {REQUIRE_ENV}=1")
-        pytest.skip(message)
-    return path
+UPSTREAM_DRA = "kubelet/dra_v1_api.proto"
+UPSTREAM_REGISTRATION = "kubelet/pluginregistration_v1_api.proto"
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +36,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def upstream_dra(work: Path) -> descriptor_pb2.FileDescriptorProto:
-    return compile_descriptor(_upstream(UPSTREAM_DRA), work / "upstream")
+    return compile_descriptor(reference.reference_file(UPSTREAM_DRA), work / "upstream")
 
 
 @pytest.fixture(scope="module")
 def upstream_registration(work: Path) -> descriptor_pb2.FileDescriptorProto:
-    return compile_descriptor(_upstream(UPSTREAM_REGISTRATION), work / "upstream")
+    return compile_descriptor(reference.reference_file(UPSTREAM_REGISTRATION), work / "upstream")
 
 
 @pytest.fixture(scope="module")
