@@ -570,6 +570,25 @@ def doctor_command(
     device_plugin_dir: Annotated[
         Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False)
     ] = Path("/var/lib/kubelet/device-plugins"),
+    registry_dir: Annotated[
+        Path,
+        typer.Option(
+            "--kubelet-registry-dir", help="The kubelet's plugin-registration directory (DRA driver).", readable=False
+        ),
+    ] = defaults.DRA_REGISTRY_DIR,
+    plugins_dir: Annotated[
+        Path,
+        typer.Option("--kubelet-plugins-dir", help="The kubelet's plugin directory (DRA driver).", readable=False),
+    ] = defaults.DRA_PLUGINS_DIR,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Ask this API server whether it serves resource.k8s.io/v1 [default: the pod's service account "
+            "or $KUBECONFIG, else not asked].",
+            readable=False,
+        ),
+    ] = None,
     output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
 ) -> None:
     """Report whether this node can give unprivileged pods FUSE, and what to do when it cannot.
@@ -593,6 +612,9 @@ def doctor_command(
             spec_dirs=tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS,
             runtime_endpoints=tuple(runtime_endpoints or cri.DEFAULT_ENDPOINTS),
             device_plugin_dir=device_plugin_dir,
+            dra_registry_dir=registry_dir,
+            dra_plugins_dir=plugins_dir,
+            kubeconfig=kubeconfig,
         )
     )
     if output is OutputFormat.json:

@@ -5,6 +5,7 @@ Sits above deviceplugin and runtime (which do not import each other): it joins t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +73,13 @@ class DoctorOptions:
     device_plugin_dir: Path = lifecycle.DEFAULT_PLUGIN_DIR
     sys_root: Path = Path("/sys")
     runtime_timeout: float = 2.0
+    dra_driver: str = defaults.DRA_DRIVER
+    dra_registry_dir: Path = defaults.DRA_REGISTRY_DIR
+    dra_plugins_dir: Path = defaults.DRA_PLUGINS_DIR
+    # Ask the API server whether it serves resource.k8s.io/v1: with this kubeconfig, or (None) with the
+    # pod's service account / $KUBECONFIG when there is one.
+    kubeconfig: Path | None = None
+    ask_api: bool = True
 
 
 def _kernel(options: DoctorOptions) -> Check:
@@ -173,6 +181,54 @@ def _lsm(options: DoctorOptions) -> Check:
     return Check("security", "ok", ", ".join(parts), hint)
 
 
+def _dra_driver(options: DoctorOptions) -> Check:
+    from cdi_fuse.dra import api as dra_api
+    from cdi_fuse.dra import status
+
+    socket = options.dra_registry_dir / dra_api.registration_socket_name(options.dra_driver)
+    if not socket.exists():
+        return Check(
+            "dra driver",
+            "ok",
+            f"no DRA driver {options.dra_driver} on this node ({socket} absent)",
+            "only needed for ResourceClaims: deploy plugin/deploy/overlays/dra (`cdi-fuse dra`)",
+        )
+    try:
+        info = status.query_registration(socket, timeout=options.runtime_timeout)
+    except errors.RegistrationError as exc:
+        return Check("dra driver", "warn", str(exc), "is `cdi-fuse dra` running? a stale socket is left otherwise")
+    served = f"{info.type} {info.name} serves {socket} (endpoint {info.endpoint}, {', '.join(info.supported_versions)})"
+    recorded = status.read_status(options.dra_plugins_dir / info.name / status.STATUS_FILE)
+    if recorded is None:
+        return Check("dra driver", "warn", f"{served}; the kubelet has not registered it", "is the kubelet running?")
+    if not recorded.registered:
+        return Check("dra driver", "warn", f"{served}; the kubelet refused it: {recorded.error}")
+    return Check("dra driver", "ok", f"{served}; registered by the kubelet")
+
+
+def _dra_api(options: DoctorOptions) -> Check | None:
+    if not options.ask_api:
+        return None
+    if options.kubeconfig is None and not (os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG")):
+        return Check("dra api", "ok", "not asked: no kubeconfig", "pass --kubeconfig to check resource.k8s.io/v1")
+    from cdi_fuse.dra import kube
+
+    try:
+        versions = kube.KubeApi(kube.load_client(options.kubeconfig), timeout=options.runtime_timeout).served_versions()
+    except errors.ApiServerError as exc:
+        return Check("dra api", "warn", f"cannot ask the API server: {exc}")
+    if "v1" in versions:
+        return Check("dra api", "ok", f"resource.k8s.io/v1 is served ({', '.join(versions)})")
+    if versions:
+        return Check(
+            "dra api",
+            "warn",
+            f"resource.k8s.io serves only {', '.join(versions)}",
+            "`cdi-fuse dra` needs resource.k8s.io/v1 (Kubernetes 1.34+); use `cdi-fuse plugin` here",
+        )
+    return Check("dra api", "warn", "resource.k8s.io is not served", "use `cdi-fuse plugin` on this cluster")
+
+
 def run_doctor(options: DoctorOptions) -> Report:
     """Check kernel, device, specs, runtime, kubelet and LSMs; say which strategy `auto` would pick."""
     report = Report()
@@ -185,6 +241,10 @@ def run_doctor(options: DoctorOptions) -> Report:
     if view is not None and view.cdi_enabled and tuple(view.spec_dirs) != tuple(options.spec_dirs):
         report.checks.append(_specs(options, view.spec_dirs, "runtime spec dirs"))
     report.checks.append(_kubelet(options))
+    report.checks.append(_dra_driver(options))
+    api_check = _dra_api(options)
+    if api_check is not None:
+        report.checks.append(api_check)
     report.checks.append(_lsm(options))
     decision = strategies.decide_auto(view, error, options.qualified_name, fallback_spec_dirs=options.spec_dirs)
     report.strategy, report.strategy_reason = decision.label, decision.reason

@@ -10,6 +10,7 @@ action deletes anything it did not create, so no action can trigger itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ import grpc
 
 from cdi_fuse import errors
 from cdi_fuse._proto import dra_pb2_grpc, pluginregistration_pb2_grpc
-from cdi_fuse.dra import api, checkpoint, node_server, publisher, registrar, slices, sockets
+from cdi_fuse.dra import api, checkpoint, node_server, publisher, registrar, slices, sockets, status
 from cdi_fuse.node import fuse, generate, watch
 
 __all__ = ["Driver", "DriverConfig", "SliceWatcher"]
@@ -69,6 +70,10 @@ class DriverConfig:
     @property
     def checkpoint_path(self) -> Path:
         return self.plugin_dir / api.CHECKPOINT_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return self.plugin_dir / status.STATUS_FILE
 
 
 class Driver:
@@ -193,6 +198,8 @@ class Driver:
         self.registrar_endpoint.stop()
         self.dra_endpoint.stop()
         self._watcher.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.config.status_path.unlink()
         if self.config.remove_slices_on_stop:
             try:
                 self.publisher.delete_all()
@@ -265,8 +272,9 @@ class Driver:
             log.error("%s", exc)
         self._watch_dirs()  # the directory may have been removed and created again
 
-    def _on_registration(self, status: registrar.RegistrationStatus) -> None:
-        if status.registered and status.count == 1:
+    def _on_registration(self, answer: registrar.RegistrationStatus) -> None:
+        status.write_status(self.config.status_path, registered=answer.registered, error=answer.error)
+        if answer.registered and answer.count == 1:
             log.info("first registration %.0f ms after start", (time.monotonic() - self.created) * 1000)
 
     def _check_health(self) -> None:

@@ -53,7 +53,7 @@ class RegistrationService(pb_grpc.RegistrationServicer):
     def GetInfo(self, request: pb.InfoRequest, context: grpc.ServicerContext) -> pb.PluginInfo:
         with self._changed:
             self._info_calls += 1
-        log.info("kubelet asked for plugin info (%s at %s)", self.info.name, self.info.endpoint)
+        log.info("asked for plugin info (%s at %s)", self.info.name, self.info.endpoint)
         return self.info
 
     def NotifyRegistrationStatus(

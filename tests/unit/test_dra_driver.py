@@ -15,7 +15,7 @@ import pytest
 
 from cdi_fuse import errors
 from cdi_fuse._proto import dra_pb2
-from cdi_fuse.dra import driver, sockets
+from cdi_fuse.dra import driver, sockets, status
 from cdi_fuse.node import generate
 from tests.fakes.dra_kubelet import FakePluginWatcher, plugin_watcher
 from tests.fakes.resource_api import FakeResourceApi
@@ -114,6 +114,8 @@ def test_registers_publishes_and_prepares(setup: Setup, kubelet: FakePluginWatch
         assert list(plugin.info.supported_versions) == ["v1.DRAPlugin"]
         assert plugin.socket == setup.root / "reg" / f"{DRIVER}-reg.sock"
         wait_until(lambda: drv.registration.status().registered, what="NotifyRegistrationStatus seen")
+        recorded = status.read_status(drv.config.status_path)
+        assert recorded is not None and recorded.registered  # what `doctor` reads
         published = setup.slice()
         assert published["spec"]["pool"] == {"name": NODE, "generation": 1, "resourceSliceCount": 1}
         assert published["spec"]["devices"][0]["attributes"]["healthy"] == {"bool": True}
@@ -210,6 +212,7 @@ def test_stop_removes_sockets_keeps_slices_and_the_kubelet_deregisters(
     kubelet.wait_unregistered(DRIVER)
     assert not drv.config.registration_socket.exists()
     assert not drv.config.dra_socket.exists()
+    assert not drv.config.status_path.exists()
     assert len(setup.api.slices) == 1
 
 
