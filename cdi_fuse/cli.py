@@ -500,6 +500,14 @@ def dra_command(
     cls: ClassOption = generate.DEFAULT_CLASS,
     device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
     permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
+    health_address: Annotated[
+        str | None,
+        typer.Option(
+            "--health-address",
+            help="Serve /healthz (200 once registered, device healthy and slice published) and /livez on "
+            "host:port, e.g. 0.0.0.0:9401 [default: off].",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run the DRA kubelet plugin that hands out /dev/fuse through ResourceClaims (resource.k8s.io/v1).
@@ -513,10 +521,12 @@ def dra_command(
 
     from cdi_fuse.dra import api as dra_api
     from cdi_fuse.dra import driver as dra_driver
-    from cdi_fuse.dra import entry
+    from cdi_fuse.dra import entry, health
 
     try:
         logging.getLogger().setLevel(log_level.upper())
+        if health_address:
+            health.parse_address(health_address)
     except ValueError as exc:
         raise _fail(str(exc), code=EXIT_USAGE) from None
     dirs = tuple(spec_dirs) if spec_dirs else (defaults.SPEC_DIR,)
@@ -539,8 +549,12 @@ def dra_command(
         write_spec=write_spec,
         remove_slices_on_stop=remove_slices_on_stop,
     )
+    health_server = None
     try:
         driver = entry.build_driver(config, kubeconfig=kubeconfig)
+        if health_address:
+            health_server = health.HealthServer(health_address, driver.health_report)
+            health_server.start()
     except errors.DeviceProbeError as exc:
         raise _fail(str(exc), hint=exc.hint) from None
     except (errors.CdiFuseError, ValueError, OSError) as exc:
@@ -551,6 +565,9 @@ def dra_command(
         driver.run()
     except errors.CdiFuseError as exc:
         raise _fail(str(exc)) from None
+    finally:
+        if health_server is not None:
+            health_server.stop()
 
 
 @app.command("doctor")

@@ -41,6 +41,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
         def stop(self) -> None:
             record.stops += 1
 
+        def health_report(self) -> tuple[bool, str]:
+            return True, "recorded"
+
     def build(config: driver.DriverConfig, *, kubeconfig: Path | None = None) -> Any:
         if record.init_error is not None:
             raise record.init_error
@@ -120,6 +123,7 @@ def test_options_reach_the_config(recorded: Recorded, tmp_path: Path) -> None:
         pytest.param(["--node-name=n", "--count=0"], id="count-zero"),
         pytest.param(["--node-name=n", "--count=129"], id="count-above-one-slice"),
         pytest.param(["--node-name=n", "--sharing=some"], id="unknown-sharing"),
+        pytest.param(["--node-name=n", "--health-address=9401"], id="bad-health-address"),
     ],
 )
 def test_usage_errors_exit_2_before_any_work(recorded: Recorded, args: list[str]) -> None:
@@ -158,3 +162,8 @@ def test_help_explains_sharing_and_slices() -> None:
     assert "ResourceSlice" in text
     assert "allowMultipleAllocations" in text
     assert "[env var: NODE_NAME; required]" in text
+
+
+def test_health_address_serves_while_running(recorded: Recorded) -> None:
+    assert invoke("--node-name=n", "--health-address=127.0.0.1:0").exit_code == 0
+    assert recorded.runs == 1

@@ -40,6 +40,8 @@ Manifest = dict[str, Any]
 
 _KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "patches"}
 _CLUSTER_SCOPED = {"Namespace"}
+# resource.k8s.io/v1 (the DRA overlay and examples) exists from Kubernetes 1.34.
+_MIN_VERSION_OF_GROUP = {"resource.k8s.io/v1": (1, 34)}
 
 
 class UnsupportedKustomization(Exception):
@@ -206,7 +208,7 @@ def _documents() -> Iterator[tuple[str, Manifest]]:
 
 
 def test_the_expected_overlays_and_examples_exist() -> None:
-    assert OVERLAYS == ["default", "legacy-aliases", "microk8s"]
+    assert OVERLAYS == ["default", "dra", "legacy-aliases", "microk8s"]
     assert [p.name for p in EXAMPLES] == [
         "bindfs.yaml",
         "buildah.yaml",
@@ -222,6 +224,9 @@ def test_every_manifest_validates_strictly(version: str) -> None:
     assert len(documents) >= 2 * (1 + len(OVERLAYS)) + len(EXAMPLES)
     failures = []
     for name, obj in documents:
+        minimum = _MIN_VERSION_OF_GROUP.get(obj["apiVersion"])
+        if minimum and tuple(int(x) for x in version.split(".")[:2]) < minimum:
+            continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
