@@ -2,22 +2,19 @@
 
 NodePrepareResources is called again after kubelet or driver restarts; the answer must not change while a
 pod runs, and NodeUnprepareResources must succeed for a claim we no longer know (idempotent). The file is
-JSON, written to a temp file in the same directory, fsynced, and renamed over the old one.
+JSON, replaced atomically by the project's one writer (cdi_fuse/files.py), mode 0600.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cdi_fuse import errors
+from cdi_fuse import errors, files
 
 __all__ = ["CHECKPOINT_VERSION", "Checkpoint", "PreparedClaim", "PreparedDevice"]
 
@@ -112,25 +109,12 @@ class Checkpoint:
     def _write(self, claims: dict[str, PreparedClaim]) -> None:
         document = {"version": CHECKPOINT_VERSION, "claims": {uid: asdict(c) for uid, c in sorted(claims.items())}}
         data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
-        directory = self.path.parent
-        tmp_name = None
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
-            tmp_name = None
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise errors.ClaimError(f"cannot write checkpoint {str(self.path)!r}: {exc.strerror or exc}") from exc
-        finally:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
+            raise _write_error(f"cannot create {str(self.path.parent)!r}: {exc.strerror}", path=self.path) from exc
+        files.replace_file(self.path, data, error=_write_error, mode=0o600, what="checkpoint")
+
+
+def _write_error(message: str, *, path: Path) -> errors.CdiFuseError:
+    return errors.ClaimError(f"cannot write checkpoint {str(path)!r}: {message}")

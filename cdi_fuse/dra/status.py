@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import grpc
 
-from cdi_fuse import errors
+from cdi_fuse import errors, files
 from cdi_fuse._proto import pluginregistration_pb2 as pb
 from cdi_fuse._proto import pluginregistration_pb2_grpc as pb_grpc
 
@@ -36,16 +35,12 @@ class RecordedStatus:
 def write_status(path: Path, *, registered: bool, error: str) -> None:
     """Record the kubelet's answer (best effort: a failure here must not disturb serving)."""
     data = json.dumps(asdict(RecordedStatus(registered, error, time.time(), os.getpid()))).encode()
-    with contextlib.suppress(OSError):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    with contextlib.suppress(errors.CdiFuseError):
+        files.replace_file(path, data, error=_write_error, mode=0o644, what="registration status")
+
+
+def _write_error(message: str, *, path: Path) -> errors.CdiFuseError:
+    return errors.RegistrationError(message, socket=path)
 
 
 def read_status(path: Path) -> RecordedStatus | None:
