@@ -54,7 +54,10 @@ def check_socket_free(path: Path) -> None:
 class ServedSocket:
     """Serve gRPC services on `path`; `is_ours()` compares the file's inode with the one we created.
 
-    `stop()` removes the file only while it is ours, so a restart never deletes a successor's socket.
+    gRPC unlinks the path it bound when its server stops, whoever's file is there by then. So the server
+    binds a hidden temporary name (the kubelet's plugin watcher skips dot files) that is then renamed to
+    `path`: the socket appears whole, and stopping the server can only unlink the temporary name. `stop()`
+    removes `path` itself only while it is ours, so a restart never deletes a successor's socket.
     """
 
     def __init__(self, path: Path, add_services: AddServices, *, workers: int = 4) -> None:
@@ -72,12 +75,21 @@ class ServedSocket:
             options=[("grpc.so_reuseport", 0)],
         )
         self._add_services(server)
-        if server.add_insecure_port(f"unix:{self.path}") == 0:
-            raise errors.RegistrationError(f"cannot listen on {str(self.path)!r}", socket=self.path)
+        bound = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            bound.unlink()
+        if server.add_insecure_port(f"unix:{bound}") == 0:
+            raise errors.RegistrationError(f"cannot listen on {str(bound)!r}", socket=self.path)
         server.start()
+        try:
+            inode = os.stat(bound).st_ino
+            os.rename(bound, self.path)
+        except OSError as exc:
+            server.stop(None)
+            raise errors.RegistrationError(f"cannot serve {str(self.path)!r}: {exc}", socket=self.path) from exc
         self._server = server
         # None when deleted again at once: the deletion event makes the loop serve it again.
-        self._inode = inode_of(self.path)
+        self._inode = inode if inode_of(self.path) == inode else None
 
     @property
     def serving(self) -> bool:

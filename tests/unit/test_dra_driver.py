@@ -234,19 +234,22 @@ def test_a_second_driver_refuses_to_start_while_the_first_serves(setup: Setup, k
 
 
 def test_a_successors_socket_is_never_removed(setup: Setup, kubelet: FakePluginWatcher) -> None:
-    """Someone else now serves our path: we do not take it over on the event, nor delete it when we stop."""
+    """Another process now serves our path (renamed into place): we do not take it over, nor delete it."""
     with running(setup.driver()) as drv:
         kubelet.wait_registered(DRIVER)
         path = drv.config.registration_socket
-        path.unlink()
-        successor = sockets.ServedSocket(path, lambda server: None)
+        successor = sockets.ServedSocket(path.with_name("successor.sock"), lambda server: None)
         successor.serve()
+        os.rename(successor.path, path)
+        theirs = sockets.inode_of(path)
         try:
-            time.sleep(0.8)
+            time.sleep(3 * drv.config.safety_interval)  # safety rounds notice the socket is no longer ours
+            assert sockets.inode_of(path) == theirs
         finally:
             drv.stop()
-        assert successor.is_ours()
-        successor.stop()
+        assert sockets.inode_of(path) == theirs
+    successor.stop()
+    path.unlink()
 
 
 def test_without_node_name_the_driver_refuses(setup: Setup) -> None:
