@@ -87,6 +87,15 @@ def test_spec_added_after_start_is_resolved_without_restart(crio_runtime: CrioRu
     assert_fuse_works(container)
 
 
+def test_pod_runs_without_an_infra_container(crio_runtime: CrioRuntime) -> None:
+    """pid namespace CONTAINER: CRI-O runs the workload alone (an infra container would need oom_score_adj
+    -998, which this sandbox refuses), so runc knows exactly one container for the pod."""
+    container = crio_runtime.run_fuse_container()
+    runc_root = crio_runtime.daemon.paths.runc_root
+    known = sorted(d.name for d in runc_root.iterdir() if (d / "state.json").is_file())
+    assert known == [container.container_id]
+
+
 def test_control_without_device_mount_fails(crio_runtime: CrioRuntime) -> None:
     probe = injection._probe(crio_runtime.run_fuse_container())
     assert probe.node == ""
