@@ -166,7 +166,7 @@ class KubeApi:
 
     def watch_slices(self, *, node_name: str, driver: str, timeout_seconds: int) -> Iterator[str]:
         """Event types of one watch request on this node's slices of `driver` (ends after the timeout)."""
-        response = self._send(
+        raw = self._send(
             "GET",
             f"{_RESOURCE}/resourceslices",
             query=[
@@ -177,6 +177,7 @@ class KubeApi:
             ],
             timeout=(self._timeout, timeout_seconds + 30.0),
         )
+        response = getattr(raw, "response", raw)  # the client's RESTResponse wraps the urllib3 response
         buffer = b""
         try:
             for chunk in response.stream(4096, decode_content=True):
