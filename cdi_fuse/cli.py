@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 import cdi_fuse
 from cdi_fuse import defaults, errors
-from cdi_fuse.cdi import names, store, validation
+from cdi_fuse.cdi import names, report, store
 from cdi_fuse.node import fuse, generate
 
 app = typer.Typer(
@@ -159,77 +158,38 @@ def generate_command(
     typer.echo(result.qualified_name)
 
 
-def _readable(path: Path) -> str | None:
-    if not path.exists():
-        return "no such file"
-    if path.is_dir():
-        return "is a directory"
-    if not path.is_file():  # a FIFO or device would block the read or never end
-        return "not a regular file"
-    if not os.access(path, os.R_OK):
-        return "permission denied"
-    return None
-
-
 @app.command("validate")
 def validate_command(
     files: Annotated[list[Path], typer.Argument(help="CDI spec files (.json or .yaml) to check.", readable=False)],
     output: Annotated[OutputFormat, typer.Option("--output", help="Report format.")] = OutputFormat.text,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            help="Judge against the CDI library this runtime release bundles, e.g. containerd-2.1, cri-o-1.33, "
+            "podman-5 [default: the newest library].",
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
 ) -> None:
-    """Check CDI spec files: JSON schema, strict fields, names, devices, edits and cdiVersion rules.
-
-    Exit 0 when every file is valid, 1 when any is invalid, 2 when a file cannot be read.
+    """Will the runtime load these CDI spec files? Errors: its CDI library refuses or crashes (exit 1).
+    Warnings: it loads them, but they break the JSON schema, depend on YAML 1.1-vs-1.2 reading, or an older
+    runtime refuses them (exit 0 unless --strict). Exit 2 when a file cannot be read.
     """
-    reports: list[dict[str, Any]] = []
-    worst = EXIT_OK
-    for path in files:
-        unreadable = _readable(path)
-        if unreadable:
-            reports.append(
-                {
-                    "path": str(path),
-                    "valid": False,
-                    "readable": False,
-                    "problems": [{"location": "", "message": unreadable}],
-                }
-            )
-            worst = EXIT_USAGE
-            continue
-        try:
-            data = store.load_spec_data(path)
-        except errors.SpecError as exc:
-            problems = [validation.Problem(exc.location, exc.message)]
-            spec = None
-        else:
-            spec, problems = validation.check_spec_data(data)
-        reports.append(
-            {
-                "path": str(path),
-                "valid": not problems,
-                "readable": True,
-                "cdiVersion": spec.cdi_version if spec else None,
-                "kind": spec.kind if spec else None,
-                "devices": [d.name for d in spec.devices] if spec else [],
-                "problems": [{"location": p.location, "message": p.message} for p in problems],
-            }
-        )
-        if problems and worst == EXIT_OK:
-            worst = EXIT_FAIL
+    try:
+        reports = [report.judge_file(path, runtime=runtime) for path in files]
+    except errors.SpecError as exc:
+        raise _fail(str(exc), code=EXIT_USAGE) from None
     if output is OutputFormat.json:
-        typer.echo(json.dumps(reports, indent=2))
+        typer.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
-        for report in reports:
-            if report["valid"]:
-                typer.echo(
-                    f"{report['path']}: valid (cdiVersion {report['cdiVersion']}, kind {report['kind']}, "
-                    f"devices: {', '.join(report['devices'])})"
-                )
-                continue
-            label = "invalid" if report["readable"] else "unreadable"
-            typer.echo(f"{report['path']}: {label}")
-            for problem in report["problems"]:
-                where = f"{problem['location']}: " if problem["location"] else ""
-                typer.echo(f"  {where}{problem['message']}")
+        for file_report in reports:
+            typer.echo(report.render_text(file_report))
+    worst = EXIT_OK
+    if any(not r.readable for r in reports):
+        worst = EXIT_USAGE
+    elif any(r.errors or (strict and r.warnings) for r in reports):
+        worst = EXIT_FAIL
     raise typer.Exit(worst)
 
 

@@ -55,13 +55,15 @@ class Hook(_Model):
     path: str
     args: list[str] | None = None
     env: list[str] | None = None
-    timeout: Uint32 | None = None
+    timeout: Int64 | None = None  # Go int: negative values load
 
 
 class IntelRdt(_Model):  # 0.7.0
     clos_id: str | None = Field(default=None, alias="closID")
     l3_cache_schema: str | None = Field(default=None, alias="l3CacheSchema")
     mem_bw_schema: str | None = Field(default=None, alias="memBwSchema")
+    enable_cmt: bool | None = Field(default=None, alias="enableCMT")  # libraries 0.7-1.0 only
+    enable_mbm: bool | None = Field(default=None, alias="enableMBM")  # libraries 0.7-1.0 only
     schemata: list[str] | None = None  # 1.1.0
     enable_monitoring: bool | None = Field(default=None, alias="enableMonitoring")  # 1.1.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import models
+from cdi_fuse.cdi import compat, models
 
 __all__ = [
     "EARLIEST_VERSION",
@@ -43,7 +43,8 @@ def _needs_1_1_0(spec: models.Spec) -> bool:
         if edits.net_devices:
             return True
         rdt = edits.intel_rdt
-        if rdt is not None and (rdt.schemata or rdt.enable_monitoring):
+        # The library checks `Schemata != nil`: an empty list counts.
+        if rdt is not None and (rdt.schemata is not None or rdt.enable_monitoring):
             return True
     return False
 
@@ -60,7 +61,7 @@ def _needs_0_6_0(spec: models.Spec) -> bool:
 
 
 def _needs_0_5_0(spec: models.Spec) -> bool:
-    if any(device.name[:1].isdigit() for device in spec.devices):
+    if any("0" <= device.name[:1] <= "9" for device in spec.devices):
         return True
     return any(node.host_path for edits in _all_edits(spec) for node in edits.device_nodes or ())
 
@@ -88,15 +89,26 @@ def minimum_version(spec: models.Spec) -> str:
     return EARLIEST_VERSION
 
 
-def validate_version(spec: models.Spec) -> None:
-    """Raise SpecVersionError if cdiVersion is unknown or lower than the content needs."""
-    if not is_valid_version(spec.cdi_version):
-        raise errors.SpecVersionError(
-            f"invalid version {spec.cdi_version!r}: known versions are {', '.join(VALID_VERSIONS)}",
-            location="cdiVersion",
+def _declared(version: str) -> str:
+    """The library compares versions after removing one leading 'v'."""
+    return version.removeprefix("v")
+
+
+def validate_version(spec: models.Spec, library: compat.Library | None = None) -> None:
+    """Raise SpecVersionError if cdiVersion is unknown to `library` (the newest by default) or lower than the content
+    needs."""
+    library = library or compat.DEFAULT_LIBRARY
+    declared = _declared(spec.cdi_version)
+    if declared not in library.cdi_versions:
+        newest = library.max_cdi_version
+        detail = (
+            f"CDI library {library.version} knows versions up to {newest}"
+            if declared in VALID_VERSIONS
+            else f"known versions are {', '.join(VALID_VERSIONS)}"
         )
+        raise errors.SpecVersionError(f"invalid version {spec.cdi_version!r}: {detail}", location="cdiVersion")
     required = minimum_version(spec)
-    if version_key(spec.cdi_version) < version_key(required):
+    if version_key(declared) < version_key(required):
         raise errors.SpecVersionError(
             f"the spec version must be at least v{required} (declared {spec.cdi_version!r})",
             location="cdiVersion",

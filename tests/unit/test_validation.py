@@ -146,14 +146,14 @@ SEMANTIC_CASES = [
 
 @pytest.mark.parametrize(("edits", "expected"), SEMANTIC_CASES)
 def test_semantic_rules_fail(edits: dict[str, Any], expected: list[tuple[str, str]]) -> None:
-    assert [tuple(p) for p in semantic(spec_data(**edits))] == expected
+    assert [tuple(p)[:2] for p in semantic(spec_data(**edits))] == expected
 
 
 @pytest.mark.parametrize(("edits", "expected"), SEMANTIC_CASES)
 def test_semantic_rules_also_apply_to_spec_level_edits(edits: dict[str, Any], expected: list[tuple[str, str]]) -> None:
     data = copy.deepcopy(BASE)
     data["containerEdits"] = edits
-    assert [tuple(p) for p in semantic(data)] == [(loc.replace(EDITS, "containerEdits"), m) for loc, m in expected]
+    assert [tuple(p)[:2] for p in semantic(data)] == [(loc.replace(EDITS, "containerEdits"), m) for loc, m in expected]
 
 
 PASSING_CASES = [
@@ -191,18 +191,18 @@ def test_rule_tables() -> None:
 def test_no_devices() -> None:
     data = copy.deepcopy(BASE)
     data["devices"] = []
-    assert [tuple(p) for p in semantic(data)] == [("devices", "invalid spec, no devices")]
+    assert [tuple(p)[:2] for p in semantic(data)] == [("devices", "invalid spec, no devices")]
 
 
 def test_duplicate_device_names() -> None:
     data = copy.deepcopy(BASE)
     data["devices"].append(copy.deepcopy(data["devices"][0]))
-    assert [tuple(p) for p in semantic(data)] == [("devices[1].name", "invalid spec, multiple device 'dev0'")]
+    assert [tuple(p)[:2] for p in semantic(data)] == [("devices[1].name", "invalid spec, multiple device 'dev0'")]
 
 
 def test_empty_device_edits() -> None:
     data = spec_data(deviceNodes=[])
-    assert [tuple(p) for p in semantic(data)] == [
+    assert [tuple(p)[:2] for p in semantic(data)] == [
         ("devices[0].containerEdits", "invalid device 'dev0', empty device edits")
     ]
 
@@ -262,7 +262,7 @@ def test_annotation_rules(annotations: dict[str, str], valid: bool) -> None:
 def test_version_rule_is_reported_at_cdi_version() -> None:
     data = spec_data(mounts=[mount(type="bind")])
     data["cdiVersion"] = "0.3.0"
-    assert [tuple(p) for p in semantic(data)] == [
+    assert [tuple(p)[:2] for p in semantic(data)] == [
         ("cdiVersion", "the spec version must be at least v0.4.0 (declared '0.3.0')")
     ]
     with pytest.raises(errors.SpecVersionError, match=r"at least v0\.4\.0"):

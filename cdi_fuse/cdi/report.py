@@ -1,0 +1,262 @@
+"""`validate`'s judgement of a spec file: will the runtime load it, and what else is worth knowing.
+
+Two levels:
+- error: the runtime's CDI library refuses the file or crashes on it (judged against the newest library, or the
+  one a given runtime bundles);
+- warning: the runtime loads it, but it breaks the JSON schema, depends on YAML 1.1-vs-1.2 scalar reading, names
+  a network interface the kernel refuses, or is refused by the older library some supported runtime bundles.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from cdi_fuse import errors
+from cdi_fuse.cdi import compat, decode, models, validation
+
+__all__ = [
+    "FileReport",
+    "Judgement",
+    "ReportedProblem",
+    "judge_bytes",
+    "judge_file",
+    "load_spec_bytes",
+    "render_text",
+    "spec_type_for",
+]
+
+Level = Literal["error", "warning"]
+_MAX_SPEC_SIZE = 1024 * 1024
+_K = validation.ProblemKind
+
+
+@dataclass(frozen=True)
+class ReportedProblem:
+    level: Level
+    problem: validation.Problem
+
+    def as_dict(self) -> dict[str, str]:
+        p = self.problem
+        return {"level": self.level, "kind": p.kind.value, "location": p.location, "message": p.message}
+
+
+@dataclass
+class Judgement:
+    """What one library makes of the bytes: the decoded spec (if any) and its problems in library order."""
+
+    spec: models.Spec | None
+    problems: list[validation.Problem]
+    decoded: decode.Decoded
+
+    @property
+    def loads(self) -> bool:
+        return not self.problems
+
+    @property
+    def crashes(self) -> bool:
+        return bool(self.problems) and self.problems[0].kind is _K.CRASH
+
+
+@dataclass
+class FileReport:
+    path: str
+    readable: bool = True
+    library: str = compat.DEFAULT_LIBRARY.version
+    runtime: str | None = None
+    spec: models.Spec | None = None
+    problems: list[ReportedProblem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[validation.Problem]:
+        return [r.problem for r in self.problems if r.level == "error"]
+
+    @property
+    def warnings(self) -> list[validation.Problem]:
+        return [r.problem for r in self.problems if r.level == "warning"]
+
+    @property
+    def valid(self) -> bool:
+        return self.readable and not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "valid": self.valid,
+            "readable": self.readable,
+            "library": self.library,
+            "runtime": self.runtime,
+            "cdiVersion": self.spec.cdi_version if self.spec else None,
+            "kind": self.spec.kind if self.spec else None,
+            "devices": [d.name for d in self.spec.devices] if self.spec else [],
+            "problems": [r.as_dict() for r in self.problems],
+        }
+
+
+def _spec_type(library: compat.Library) -> decode.GoType:
+    return decode.spec_type(
+        intel_rdt_fields=library.intel_rdt_fields,
+        net_devices=library.net_devices,
+        additional_gids=library.additional_gids,
+        annotations=library.annotations,
+    )
+
+
+def _nil_elements(spec: dict[str, Any]) -> list[str]:
+    """Lists holding null where the Go type is a pointer: the library dereferences them and panics."""
+    found = []
+    edits_at = [("containerEdits", spec.get("containerEdits") or {})]
+    for i, device in enumerate(spec.get("devices") or ()):
+        edits_at.append((f"devices[{i}].containerEdits", device.get("containerEdits") or {}))
+    for where, edits in edits_at:
+        for key in ("deviceNodes", "hooks", "mounts", "netDevices"):
+            for j, item in enumerate(edits.get(key) or ()):
+                if item is None:
+                    found.append(f"{where}.{key}[{j}]")
+    return found
+
+
+def judge_bytes(data: bytes, library: compat.Library = compat.DEFAULT_LIBRARY) -> Judgement:
+    """Load spec bytes as `library` does: the decoded spec and what the library refuses, in its order."""
+    decoded = decode.decode_spec(data, _spec_type(library))
+    if decoded.error is not None:
+        kind = _K.SYNTAX if decoded.error.message.startswith(("yaml", "not a CDI", "no spec")) else _K.FIELD
+        return Judgement(None, [validation.Problem(decoded.error.location, decoded.error.message, kind)], decoded)
+    assert decoded.spec is not None
+    nil_at = _nil_elements(decoded.spec)
+    if nil_at:
+        crash = validation.Problem(nil_at[0], "null entry: the CDI library dereferences it and crashes", _K.CRASH)
+        version = str(decoded.spec.get("cdiVersion", "")).removeprefix("v")
+        if version not in library.cdi_versions:
+            message = f"invalid version {decoded.spec.get('cdiVersion')!r}"
+            return Judgement(None, [validation.Problem("cdiVersion", message, _K.VERSION), crash], decoded)
+        return Judgement(None, [crash], decoded)
+    try:
+        spec = models.Spec.model_validate(decoded.spec)
+    except pydantic.ValidationError as exc:  # pragma: no cover - decode only produces what the model holds
+        return Judgement(None, [validation.Problem("", f"internal: {exc}", _K.FIELD)], decoded)
+    return Judgement(spec, validation.library_problems(spec, library), decoded)
+
+
+def _compatibility(data: bytes, target: compat.Library) -> validation.Problem | None:
+    """A warning when a runtime bundling an older library than `target` refuses what `target` loads."""
+    refusing = {}
+    for line in compat.LIBRARIES.values():
+        if line.version >= target.version:
+            continue
+        judged = judge_bytes(data, line)
+        if not judged.loads:
+            refusing[line.version] = judged.problems[0]
+    if not refusing:
+        return None
+    newest = max(refusing)
+    runtimes = ", ".join(compat.runtimes_using(set(refusing)))
+    reason = refusing[newest]
+    return validation.Problem(
+        reason.location,
+        f"needs CDI library > {newest} ({reason.message}); refused by {runtimes}",
+        _K.COMPATIBILITY,
+    )
+
+
+def _warnings(judged: Judgement) -> list[validation.Problem]:
+    found: list[validation.Problem] = []
+    for ambiguity in judged.decoded.ambiguities:
+        found.append(
+            validation.Problem(
+                ambiguity.location,
+                f"{ambiguity.text!r} reads as {ambiguity.yaml11!r} under YAML 1.1 (the runtimes) but "
+                f"{ambiguity.yaml12!r} under YAML 1.2: quote it",
+                _K.YAML_VERSION,
+            )
+        )
+    if judged.spec is not None:
+        found.extend(validation.annotation_problems("annotations", judged.spec.annotations))
+        for i, device in enumerate(judged.spec.devices):
+            found.extend(validation.annotation_problems(f"devices[{i}].annotations", device.annotations))
+        found.extend(validation.interface_name_problems(judged.spec))
+    if judged.decoded.plain_ok:
+        found.extend(validation.schema_problems(judged.decoded.plain))
+    return found
+
+
+def load_spec_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular readable file of sane size (OSError/ValueError)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory")
+    if path.exists() and not path.is_file():
+        raise ValueError("not a regular file")
+    with path.open("rb") as stream:
+        data = stream.read(_MAX_SPEC_SIZE + 1)
+    if len(data) > _MAX_SPEC_SIZE:
+        raise ValueError(f"spec file larger than {_MAX_SPEC_SIZE} bytes")
+    return data
+
+
+def judge_file(path: Path, *, runtime: str | None = None) -> FileReport:
+    """The two-level report for one file, against the newest library or the one `runtime` bundles.
+
+    `runtime` is e.g. ``containerd-2.1`` (compat.parse_runtime); SpecError when it is unknown.
+    """
+    target = compat.DEFAULT_LIBRARY
+    label = None
+    if runtime is not None:
+        name, version = compat.parse_runtime(runtime)
+        found = compat.runtime_library(name, version)
+        if found is None:
+            raise errors.SpecError(f"no CDI library is known for {runtime!r}")
+        target, module = found
+        label = f"{name} {'.'.join(map(str, version))} (CDI library {module})"
+    report = FileReport(path=str(path), library=target.version, runtime=label)
+    try:
+        data = load_spec_bytes(path)
+    except FileNotFoundError:
+        report.readable = False
+        report.problems.append(ReportedProblem("error", validation.Problem("", "no such file", _K.SYNTAX)))
+        return report
+    except (OSError, ValueError) as exc:
+        report.readable = False
+        message = "permission denied" if isinstance(exc, PermissionError) else str(exc).removeprefix(f"{path}: ")
+        if not os.access(path, os.R_OK):
+            message = "permission denied"
+        report.problems.append(ReportedProblem("error", validation.Problem("", message, _K.SYNTAX)))
+        return report
+    judged = judge_bytes(data, target)
+    report.spec = judged.spec
+    report.problems.extend(ReportedProblem("error", p) for p in judged.problems)
+    if judged.loads:
+        report.problems.extend(ReportedProblem("warning", p) for p in _warnings(judged))
+        if runtime is None:
+            compatibility = _compatibility(data, target)
+            if compatibility is not None:
+                report.problems.append(ReportedProblem("warning", compatibility))
+    return report
+
+
+def render_text(report: FileReport) -> str:
+    """The human report: a verdict line, then one line per problem with its level."""
+    against = f" for {report.runtime}" if report.runtime else ""
+    if not report.readable:
+        head = f"{report.path}: unreadable"
+    elif report.errors:
+        head = f"{report.path}: invalid{against}"
+    else:
+        spec = report.spec
+        assert spec is not None
+        devices = ", ".join(d.name for d in spec.devices)
+        head = f"{report.path}: valid{against} (cdiVersion {spec.cdi_version}, kind {spec.kind}, devices: {devices})"
+    lines = [head]
+    for reported in report.problems:
+        problem = reported.problem
+        where = f"{problem.location}: " if problem.location else ""
+        lines.append(f"  {reported.level}: {where}{problem.message}")
+    return "\n".join(lines)
+
+
+def spec_type_for(library: compat.Library) -> decode.GoType:
+    """The Go spec type `library` decodes into."""
+    return _spec_type(library)
