@@ -706,8 +706,11 @@ def go_json(value: object, kind: GoType) -> object:
         out: dict[str, object] = {}
         for name, sub in kind.fields:
             item = value.get(name, _zero(sub))
-            empty = (item in (None, "", 0, False) and not isinstance(item, dict)) or (
-                isinstance(item, (list, dict)) and not item and sub.kind != "struct"
+            empty = (
+                item is None
+                if sub.kind == "ptr"
+                else (item in (None, "", 0, False) and not isinstance(item, dict))
+                or (isinstance(item, (list, dict)) and not item and sub.kind != "struct")
             )
             if name in omit_empty and (kind.name, name) not in required_here and sub.kind != "struct" and empty:
                 continue
