@@ -172,9 +172,11 @@ def validate_command(
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
 ) -> None:
-    """Will the runtime load these CDI spec files? Errors: its CDI library refuses or crashes (exit 1).
-    Warnings: it loads them, but they break the JSON schema, depend on YAML 1.1-vs-1.2 reading, or an older
-    runtime refuses them (exit 0 unless --strict). Exit 2 when a file cannot be read.
+    """Will the runtime load these CDI spec files?
+
+    error: the runtime's CDI library refuses the file or crashes on it. warning: it loads, but breaks the JSON
+    schema, depends on YAML 1.1-vs-1.2 reading, or an older runtime release refuses it.
+    Exit 0 when every file is valid (warnings allowed unless --strict), 1 on errors, 2 when a file cannot be read.
     """
     try:
         reports = [report.judge_file(path, runtime=runtime) for path in files]

@@ -20,6 +20,7 @@ from cdi_fuse import errors
 from cdi_fuse.cdi import compat, decode, models, validation
 
 __all__ = [
+    "MAX_SPEC_SIZE",
     "FileReport",
     "Judgement",
     "ReportedProblem",
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 Level = Literal["error", "warning"]
-_MAX_SPEC_SIZE = 1024 * 1024
+# Our cap, not the library's (it reads any size): a spec is a few KiB, and a reader must not be made to hold more.
+MAX_SPEC_SIZE = 1024 * 1024
 _K = validation.ProblemKind
 
 
@@ -135,8 +137,16 @@ def judge_bytes(data: bytes, library: compat.Library = compat.DEFAULT_LIBRARY) -
             message = f"invalid version {decoded.spec.get('cdiVersion')!r}"
             return Judgement(None, [validation.Problem("cdiVersion", message, _K.VERSION), crash], decoded)
         return Judgement(None, [crash], decoded)
+    # The model holds what the library would write back (encoding/json, omitempty): Go's zero values ("" for an
+    # unset hostPath, an empty spec-level containerEdits) become absent, as in the specs we write.
+    held = decode.go_json(decoded.spec, _spec_type(library))
+    assert isinstance(held, dict)
+    if not held.get("containerEdits"):
+        held.pop("containerEdits", None)
+    # A missing or null `devices` is a nil slice in Go: no devices (which libraries >= 1.0 refuse).
+    held["devices"] = held.get("devices") or []
     try:
-        spec = models.Spec.model_validate(decoded.spec)
+        spec = models.Spec.model_validate(held)
     except pydantic.ValidationError as exc:  # pragma: no cover - decode only produces what the model holds
         return Judgement(None, [validation.Problem("", f"internal: {exc}", _K.FIELD)], decoded)
     return Judgement(spec, validation.library_problems(spec, library), decoded)
@@ -185,16 +195,14 @@ def _warnings(judged: Judgement) -> list[validation.Problem]:
 
 
 def load_spec_bytes(path: Path) -> bytes:
-    """The file's bytes, refusing what is not a regular readable file of sane size (OSError/ValueError)."""
+    """The file's bytes (at most one more than MAX_SPEC_SIZE), refusing what is not a regular readable file
+    (OSError/ValueError)."""
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory")
     if path.exists() and not path.is_file():
         raise ValueError("not a regular file")
     with path.open("rb") as stream:
-        data = stream.read(_MAX_SPEC_SIZE + 1)
-    if len(data) > _MAX_SPEC_SIZE:
-        raise ValueError(f"spec file larger than {_MAX_SPEC_SIZE} bytes")
-    return data
+        return stream.read(MAX_SPEC_SIZE + 1)
 
 
 def judge_file(path: Path, *, runtime: str | None = None) -> FileReport:
@@ -210,7 +218,8 @@ def judge_file(path: Path, *, runtime: str | None = None) -> FileReport:
         if found is None:
             raise errors.SpecError(f"no CDI library is known for {runtime!r}")
         target, module = found
-        label = f"{name} {'.'.join(map(str, version))} (CDI library {module})"
+        judged_as = "" if module.startswith(f"{target.version}.") else f", judged by the {target.version} rules"
+        label = f"{name} {'.'.join(map(str, version))} (CDI library {module}{judged_as})"
     report = FileReport(path=str(path), library=target.version, runtime=label)
     try:
         data = load_spec_bytes(path)
@@ -224,6 +233,10 @@ def judge_file(path: Path, *, runtime: str | None = None) -> FileReport:
         if not os.access(path, os.R_OK):
             message = "permission denied"
         report.problems.append(ReportedProblem("error", validation.Problem("", message, _K.SYNTAX)))
+        return report
+    if len(data) > MAX_SPEC_SIZE:
+        problem = validation.Problem("", f"spec file larger than {MAX_SPEC_SIZE} bytes", _K.SYNTAX)
+        report.problems.append(ReportedProblem("error", problem))
         return report
     judged = judge_bytes(data, target)
     report.spec = judged.spec

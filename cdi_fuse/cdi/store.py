@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
 from cdi_fuse import defaults, errors, files
-from cdi_fuse.cdi import models, names, validation
+from cdi_fuse.cdi import compat, decode, models, names, report, validation
 
 __all__ = [
     "DEFAULT_SPEC_DIRS",
@@ -32,7 +32,7 @@ __all__ = [
 SpecFormat = Literal["yaml", "json"]
 DEFAULT_SPEC_DIRS = defaults.SPEC_DIRS
 SPEC_EXTENSIONS = {".yaml": "yaml", ".json": "json"}
-MAX_SPEC_SIZE = 1024 * 1024
+MAX_SPEC_SIZE = report.MAX_SPEC_SIZE
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 
@@ -41,83 +41,31 @@ def format_for_path(path: Path, default: SpecFormat = "yaml") -> SpecFormat:
     return "json" if path.suffix == ".json" else "yaml" if path.suffix in (".yaml", ".yml") else default
 
 
+class _GoYamlDumper(yaml.SafeDumper):
+    """Quotes every string the runtimes' YAML reader (go-yaml v2) would read as something else.
+
+    PyYAML quotes what its own YAML 1.1 resolver reads as non-strings, but go-yaml v2 also reads ``y``/``n`` as
+    booleans and ``0o17`` or ``1e3`` as numbers: unquoted, a device named ``y`` would load as ``true``.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if value == "<<" or decode.resolve_yaml11(value) != value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+    return dumper.represent_str(value)
+
+
+_GoYamlDumper.add_representer(str, _represent_str)
+
+
 def encode_spec(spec: models.Spec, fmt: SpecFormat = "yaml") -> str:
     data = models.dump_spec(spec)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return yaml.dump(data, Dumper=_GoYamlDumper, sort_keys=False, default_flow_style=False)
 
 
-# Aliases may repeat at most this many nodes: a few hundred bytes of nested aliases ("billion laughs")
-# would otherwise expand into more data than any checker can walk.
-_MAX_ALIAS_EXPANSION = 100_000
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """Nodes in `node` with every alias expanded; `sizes` memoizes per node (and ends up holding each once)."""
-    if id(node) in sizes:
-        return sizes[id(node)]
-    sizes[id(node)] = 1  # a recursive alias counts once; the constructor deals with recursion
-    children: list[yaml.Node] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [child for pair in node.value for child in pair]
-    size = 1 + sum(_expanded_size(child, sizes) for child in children)
-    sizes[id(node)] = size
-    return size
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one, and alias bombs."""
-
-    def compose_document(self) -> yaml.Node | None:
-        node: yaml.Node | None = super().compose_document()
-        if node is not None:
-            sizes: dict[int, int] = {}
-            if _expanded_size(node, sizes) - len(sizes) > _MAX_ALIAS_EXPANSION:
-                raise yaml.composer.ComposerError(
-                    None, None, f"aliases expand to more than {_MAX_ALIAS_EXPANSION} extra nodes", node.start_mark
-                )
-        return node
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<` merge keys: SafeLoader merges them below; explicit keys override them
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, Hashable):
-            continue  # construct_mapping reports it as a ConstructorError ("found unhashable key")
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-class _DuplicateJsonKeyError(ValueError):
-    pass
-
-
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Reject duplicate keys in JSON as the YAML loader does (json.loads would keep the last silently)."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateJsonKeyError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def load_spec_data(path: Path) -> object:
-    """Read a spec file into JSON-shaped data (JSON is parsed as YAML's subset, like the reference).
-
-    Raises SpecError for unreadable, oversized, non-UTF-8 or malformed files.
-    """
+def _read_bytes(path: Path) -> bytes:
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_SPEC_SIZE + 1)
@@ -125,39 +73,28 @@ def load_spec_data(path: Path) -> object:
         raise errors.SpecError(f"cannot read spec: {exc.strerror or exc}", path=path) from exc
     if len(raw) > MAX_SPEC_SIZE:
         raise errors.SpecError(f"spec file larger than {MAX_SPEC_SIZE} bytes", path=path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise errors.SpecError(f"spec is not UTF-8 text (byte {exc.start})", path=path) from exc
-    is_json = path.suffix == ".json"
-    try:
-        if is_json:
-            return json.loads(text, object_pairs_hook=_json_object)
-        return yaml.load(text, Loader=_StrictLoader)
-    except json.JSONDecodeError as exc:
-        raise errors.SpecError(f"malformed JSON: {exc.msg}", path=path, location=f"line {exc.lineno}") from exc
-    except _DuplicateJsonKeyError as exc:
-        raise errors.SpecError(f"malformed JSON: {exc}", path=path) from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise errors.SpecError(f"malformed YAML: {exc.problem or exc}", path=path, location=where) from exc
-    except yaml.YAMLError as exc:
-        raise errors.SpecError(f"malformed YAML: {exc}", path=path) from exc
-    except RecursionError as exc:
-        raise errors.SpecError(f"malformed {'JSON' if is_json else 'YAML'}: nested too deeply", path=path) from exc
+    return raw
 
 
-def read_spec(path: Path) -> models.Spec:
-    """Load, strictly parse and semantically validate one spec file."""
-    data = load_spec_data(path)
-    try:
-        spec = validation.parse_spec(data)
-        validation.validate_spec(spec)
-    except errors.SpecError as exc:
-        exc.path = path
-        raise
-    return spec
+def load_spec_data(path: Path) -> object:
+    """The file as the JSON the runtimes' YAML step turns it into (what a JSON-schema check sees); SpecError when
+    the library cannot read it (malformed, duplicate keys, not a mapping...)."""
+    decoded = decode.decode_spec(_read_bytes(path), report.spec_type_for(compat.DEFAULT_LIBRARY))
+    if not decoded.plain_ok:
+        error = decoded.error or decode.DecodeError("error converting YAML to JSON")
+        raise errors.SpecError(error.message, path=path, location=error.location)
+    return decoded.plain
+
+
+def read_spec(path: Path, *, library: compat.Library = compat.DEFAULT_LIBRARY) -> models.Spec:
+    """Read one spec file as the runtimes' CDI library `library` does (cdi/decode.py): the spec it loads, or
+    SpecError (SpecVersionError for version rules) with the library's first objection."""
+    judged = report.judge_bytes(_read_bytes(path), library)
+    if judged.spec is not None and judged.loads:
+        return judged.spec
+    problem = judged.problems[0]
+    error_type = errors.SpecVersionError if problem.kind is validation.ProblemKind.VERSION else errors.SpecError
+    raise error_type(problem.message, path=path, location=problem.location)
 
 
 @dataclass(frozen=True)

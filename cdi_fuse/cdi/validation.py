@@ -303,11 +303,14 @@ def library_problems(spec: models.Spec, library: compat.Library = compat.DEFAULT
     found.extend(crash_problems(spec.kind))
     vendor, sep, cls = spec.kind.partition("/")
     if not sep or not vendor or not cls:
-        vendor, cls = "", spec.kind
+        # The library reads this as an empty vendor name ("invalid vendor. empty name"): same verdict.
+        found.append(Problem("kind", f"invalid kind {spec.kind!r}: expected vendor/class", ProblemKind.NAME))
     for what, value, check in (
         ("vendor", vendor, names.validate_vendor_name),
         ("class", cls, names.validate_class_name),
     ):
+        if not sep or not vendor or not cls:
+            break
         if any(p.kind is ProblemKind.CRASH for p in found) and len(value.encode()) == 1:
             continue
         try:

@@ -142,10 +142,15 @@ def test_generate_regular_file_device(runner: CliRunner, tmp_path: Path) -> None
     [
         pytest.param("--vendor", "1bad", "invalid vendor name '1bad'", id="vendor"),
         pytest.param("--vendor", "", "invalid (empty) vendor name", id="empty-vendor"),
+        # Regression (issue 10): a one-character vendor or class makes the runtimes' CDI library panic.
+        pytest.param("--vendor", "a", "one-character vendor name 'a' crashes the CDI library", id="vendor-one-char"),
+        pytest.param("--class", "b", "one-character class name 'b' crashes the CDI library", id="class-one-char"),
         pytest.param("--class", "fu se", "invalid class name 'fu se'", id="class"),
         pytest.param("--device-name", "-x", "invalid device name '-x'", id="device-name"),
         pytest.param("--permissions", "rwx", "invalid permissions 'rwx'", id="permissions"),
-        pytest.param("--spec-version", "0.2.0", "invalid version '0.2.0'", id="spec-version"),
+        # The library knows 0.2.0 but says it is below the 0.3.0 minimum (the reference oracle agrees).
+        pytest.param("--spec-version", "0.2.0", "the spec version must be at least v0.3.0", id="spec-version"),
+        pytest.param("--spec-version", "0.9.0", "invalid version '0.9.0'", id="spec-version-unknown"),
     ],
 )
 def test_generate_bad_option_is_a_usage_error(
@@ -191,10 +196,49 @@ def test_validate_good_files(runner: CliRunner) -> None:
     good = sorted((DATA / "good").iterdir())
     result = runner.invoke(app, ["validate", str(GOLDEN_SPEC), *map(str, good)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == (
-        f"{GOLDEN_SPEC}: valid (cdiVersion 0.3.0, kind cdi-fuse.io/fuse, devices: fuse)"
-    )
-    assert len(result.stdout.splitlines()) == 1 + len(good)
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{GOLDEN_SPEC}: valid (cdiVersion 0.3.0, kind cdi-fuse.io/fuse, devices: fuse)"
+    heads = [line for line in lines if not line.startswith("  ")]
+    assert [h.partition(": ")[0] for h in heads] == [str(GOLDEN_SPEC), *map(str, good)]
+    assert all(": valid (" in h for h in heads), heads
+    assert all(line.startswith("  warning: ") for line in lines if line.startswith("  ")), lines
+
+
+def test_validate_warnings_fail_only_with_strict(runner: CliRunner) -> None:
+    annotated = DATA / "good" / "annotations-needs-0.6.0.yaml"
+    result = runner.invoke(app, ["validate", str(annotated)])
+    assert result.exit_code == 0, result.output
+    assert '  warning: annotations: needs CDI library > 0.5 (json: unknown field "annotations")' in result.stdout
+    assert "refused by containerd 1.7.0-1.7.11" in result.stdout
+    assert runner.invoke(app, ["validate", "--strict", str(annotated)]).exit_code == 1
+    assert runner.invoke(app, ["validate", "--strict", str(GOLDEN_SPEC)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("runtime", "code", "line"),
+    [
+        # Debian's containerd 2.1.9 bundles library 1.0.1, which refuses cdiVersion 1.1.0 (issue 10).
+        pytest.param("containerd-2.1", 1, "  error: cdiVersion: invalid version '1.1.0'", id="containerd-2.1"),
+        pytest.param("containerd-2.2.1", 0, "valid for containerd 2.2.1 (CDI library 1.1.0)", id="containerd-2.2.1"),
+        pytest.param("cri-o-1.35", 0, "valid for cri-o 1.35 (CDI library 1.1.0)", id="cri-o-1.35"),
+        pytest.param("podman-5.5", 1, "invalid for podman 5.5 (CDI library 1.0.1)", id="podman-5.5"),
+        pytest.param(
+            "podman-4.0", 1, "invalid for podman 4.0 (CDI library 0.3.0, judged by the 0.5 rules)", id="podman-4"
+        ),
+    ],
+)
+def test_validate_against_a_runtime(runner: CliRunner, tmp_path: Path, runtime: str, code: int, line: str) -> None:
+    spec = tmp_path / "new.yaml"
+    spec.write_text((DATA / "good" / "fuse-declares-1.1.0-needs-0.3.0.yaml").read_text())
+    result = runner.invoke(app, ["validate", "--runtime", runtime, str(spec)])
+    assert result.exit_code == code, result.output
+    assert line in result.stdout
+
+
+def test_validate_unknown_runtime_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["validate", "--runtime", "docker-20", str(GOLDEN_SPEC)])
+    assert result.exit_code == 2
+    assert "invalid runtime 'docker-20'" in result.stderr
 
 
 def test_validate_bad_file_exits_1_with_locations(runner: CliRunner) -> None:
@@ -204,17 +248,26 @@ def test_validate_bad_file_exits_1_with_locations(runner: CliRunner) -> None:
     lines = result.stdout.splitlines()
     assert lines[1] == f"{bad}: invalid"
     assert (
-        "  devices[0].containerEdits.deviceNodes[0].permissions: device '/dev/fuse': invalid permissions 'rwx': "
-        "only r, w and m"
+        "  error: devices[0].containerEdits.deviceNodes[0].permissions: device '/dev/fuse': invalid permissions "
+        "'rwx': only r, w and m"
     ) in lines
+
+
+def test_validate_not_a_spec(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["validate", "/etc/passwd"])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "/etc/passwd: invalid\n"
+        "  error: not a CDI spec: the top level must be a mapping with cdiVersion, kind, devices\n"
+    )
 
 
 def test_validate_unreadable_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     bad = DATA / "bad" / "devices-empty.yaml"
     result = runner.invoke(app, ["validate", str(bad), str(tmp_path / "missing.yaml"), str(tmp_path)])
     assert result.exit_code == 2
-    assert f"{tmp_path / 'missing.yaml'}: unreadable\n  no such file\n" in result.stdout
-    assert f"{tmp_path}: unreadable\n  is a directory\n" in result.stdout
+    assert f"{tmp_path / 'missing.yaml'}: unreadable\n  error: no such file\n" in result.stdout
+    assert f"{tmp_path}: unreadable\n  error: is a directory\n" in result.stdout
 
 
 def test_validate_json_report(runner: CliRunner, tmp_path: Path) -> None:
@@ -224,11 +277,13 @@ def test_validate_json_report(runner: CliRunner, tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     reports: list[dict[str, Any]] = json.loads(result.stdout)
+    common = {"library": "1.1", "runtime": None}
     assert reports == [
         {
             "path": str(GOLDEN_SPEC),
             "valid": True,
             "readable": True,
+            **common,
             "cdiVersion": "0.3.0",
             "kind": "cdi-fuse.io/fuse",
             "devices": ["fuse"],
@@ -238,18 +293,28 @@ def test_validate_json_report(runner: CliRunner, tmp_path: Path) -> None:
             "path": str(bad),
             "valid": False,
             "readable": True,
+            **common,
             "cdiVersion": "0.3.0",
             "kind": "vendor.com/device",
             "devices": ["dev0"],
             "problems": [
-                {"location": "cdiVersion", "message": "the spec version must be at least v0.4.0 (declared '0.3.0')"}
+                {
+                    "level": "error",
+                    "kind": "version",
+                    "location": "cdiVersion",
+                    "message": "the spec version must be at least v0.4.0 (declared '0.3.0')",
+                }
             ],
         },
         {
             "path": str(tmp_path / "missing.json"),
             "valid": False,
             "readable": False,
-            "problems": [{"location": "", "message": "no such file"}],
+            **common,
+            "cdiVersion": None,
+            "kind": None,
+            "devices": [],
+            "problems": [{"level": "error", "kind": "syntax", "location": "", "message": "no such file"}],
         },
     ]
 
@@ -260,7 +325,18 @@ def test_validate_json_report_of_a_load_error(runner: CliRunner) -> None:
     assert result.exit_code == 1
     (report,) = json.loads(result.stdout)
     assert (report["valid"], report["readable"], report["cdiVersion"], report["devices"]) == (False, True, None, [])
-    assert report["problems"] == [{"location": "line 3, column 1", "message": "malformed YAML: duplicate key 'kind'"}]
+    assert report["problems"] == [
+        {"level": "error", "kind": "syntax", "location": "", "message": "yaml: line 3: key 'kind' already set in map"}
+    ]
+
+
+def test_validate_json_report_levels(runner: CliRunner) -> None:
+    annotated = DATA / "good" / "annotations-needs-0.6.0.yaml"
+    result = runner.invoke(app, ["validate", "--output", "json", str(annotated)])
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)
+    assert report["valid"] is True
+    assert [(p["level"], p["kind"]) for p in report["problems"]] == [("warning", "compatibility")]
 
 
 def test_validate_needs_a_file(runner: CliRunner) -> None:
@@ -287,8 +363,8 @@ def spec_file(path: Path, kind: str, *devices: str) -> Path:
 def two_dirs(tmp_path: Path) -> tuple[Path, Path]:
     etc, run = tmp_path / "etc", tmp_path / "run"
     spec_file(etc / "a.yaml", "vendor.com/device", "shared", "etc-only")
-    spec_file(etc / "b.yaml", "other.io/x", "dup")
-    spec_file(etc / "c.yaml", "other.io/x", "dup")
+    spec_file(etc / "b.yaml", "other.io/xy", "dup")
+    spec_file(etc / "c.yaml", "other.io/xy", "dup")
     (etc / "d.json").write_text("{")
     spec_file(etc / "e.yml", "ignored.io/x", "yml")
     spec_file(run / "a.yaml", "vendor.com/device", "shared")
@@ -302,8 +378,8 @@ def test_list_text(runner: CliRunner, two_dirs: tuple[Path, Path]) -> None:
     assert result.stdout.splitlines() == [
         f"vendor.com/device=etc-only  {etc / 'a.yaml'}",
         f"vendor.com/device=shared    {run / 'a.yaml'}",
-        f"conflict: other.io/x=dup is defined by {etc / 'b.yaml'}, {etc / 'c.yaml'} (not provided)",
-        f"skipped {etc / 'd.json'}: line 1: malformed JSON: Expecting property name enclosed in double quotes",
+        f"conflict: other.io/xy=dup is defined by {etc / 'b.yaml'}, {etc / 'c.yaml'} (not provided)",
+        f"skipped {etc / 'd.json'}: yaml: line 1, column 2: expected the node content, but found '<stream end>'",
     ]
 
 
@@ -317,11 +393,11 @@ def test_list_json(runner: CliRunner, two_dirs: tuple[Path, Path]) -> None:
             {"name": "vendor.com/device=etc-only", "path": str(etc / "a.yaml"), "priority": 0},
             {"name": "vendor.com/device=shared", "path": str(run / "a.yaml"), "priority": 1},
         ],
-        "conflicts": [{"name": "other.io/x=dup", "paths": [str(etc / "b.yaml"), str(etc / "c.yaml")]}],
+        "conflicts": [{"name": "other.io/xy=dup", "paths": [str(etc / "b.yaml"), str(etc / "c.yaml")]}],
         "errors": [
             {
                 "path": str(etc / "d.json"),
-                "error": "line 1: malformed JSON: Expecting property name enclosed in double quotes",
+                "error": "yaml: line 1, column 2: expected the node content, but found '<stream end>'",
             }
         ],
     }
@@ -392,7 +468,11 @@ def test_no_arguments_shows_help(runner: CliRunner) -> None:
             ],
             id="generate",
         ),
-        pytest.param("validate", ["files...", "--output", "Exit 0 when every file is valid"], id="validate"),
+        pytest.param(
+            "validate",
+            ["files...", "--output", "--runtime", "--strict", "Exit 0 when every file is valid"],
+            id="validate",
+        ),
         pytest.param(
             "list", ["--spec-dir", "--output", "later ones win (default: /etc/cdi, then /var/run/cdi)"], id="list"
         ),

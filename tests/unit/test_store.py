@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import models, names, store, validation, versions
+from cdi_fuse.cdi import compat, models, names, report, store, validation, versions
 from cdi_fuse.node import fuse
 
 
@@ -194,75 +194,91 @@ def test_load_spec_data_reads_yaml_and_json(tmp_path: Path, minimal_spec: dict[s
     assert store.load_spec_data(tmp_path / "a.yaml") == minimal_spec
 
 
+# The runtimes' library reads JSON as YAML too (go-yaml v2): its messages, and what it accepts (a trailing comma in
+# a JSON object is valid YAML flow syntax). tests/conformance/test_reference_oracle.py checks these verdicts.
 @pytest.mark.parametrize(
-    ("name", "content", "message", "location"),
+    ("name", "content", "message"),
     [
-        pytest.param("a.yaml", b"kind: \xff\xfe\n", "spec is not UTF-8 text (byte 6)", "", id="not-utf8"),
-        pytest.param("a.yaml", b"a: [1, 2\n", "malformed YAML:", "line 2, column 1", id="yaml-unclosed"),
+        pytest.param("a.yaml", b"kind: \xff\xfe\n", "yaml: invalid UTF-8 at byte 6", id="not-utf8"),
+        pytest.param("a.yaml", b"a: [1, 2\n", "yaml: line 2, column 1: expected ',' or ']'", id="yaml-unclosed"),
         pytest.param(
-            "a.yaml",
-            b"a: 1\nb: 2\na: 3\n",
-            "malformed YAML: duplicate key 'a'",
-            "line 3, column 1",
-            id="yaml-duplicate-key",
+            "a.yaml", b"a: 1\nb: 2\na: 3\n", "yaml: line 3: key 'a' already set in map", id="yaml-duplicate-key"
         ),
         pytest.param(
             "a.yaml",
             b"a:\n  b: 1\n  b: 1\n",
-            "malformed YAML: duplicate key 'b'",
-            "line 3, column 3",
+            "yaml: line 3: key 'b' already set in map",
             id="yaml-nested-duplicate-key",
         ),
         # Regression: an unhashable (list) key escaped as a TypeError instead of a SpecError.
-        pytest.param(
-            "a.yaml",
-            b"? [a, b]\n: 1\n",
-            "malformed YAML: found unhashable key",
-            "line 1, column 3",
-            id="yaml-unhashable-key",
-        ),
-        pytest.param(
-            "a.yaml", b"a: !!python/object:os.system {}\n", "malformed YAML:", "line 1, column 4", id="yaml-python-tag"
-        ),
-        pytest.param(
-            "a.json", b'{"a": 1,}', "malformed JSON: Expecting property name", "line 1", id="json-trailing-comma"
-        ),
-        pytest.param("a.json", b"", "malformed JSON: Expecting value", "line 1", id="json-empty"),
+        pytest.param("a.yaml", b"? [a, b]\n: 1\n", "yaml: invalid map key at line 1", id="yaml-unhashable-key"),
+        pytest.param("a.json", b"", "no spec data: the document is empty or null", id="json-empty"),
         # Regression: json.loads kept the last of two equal keys, silently dropping e.g. a "devices" list.
         pytest.param(
-            "a.json",
-            b'{"kind": "a/b", "kind": "c/d"}',
-            "malformed JSON: duplicate key 'kind'",
-            "",
-            id="json-duplicate-key",
+            "a.json", b'{"kind": "a/b", "kind": "c/d"}', "yaml: line 1: key 'kind' already set in map", id="json-dup"
         ),
         pytest.param(
-            "a.json",
-            b'{"a": {"b": 1, "b": 1}}',
-            "malformed JSON: duplicate key 'b'",
-            "",
-            id="json-nested-duplicate-key",
+            "a.json", b'{"a": {"b": 1, "b": 1}}', "yaml: line 1: key 'b' already set in map", id="json-nested-dup"
         ),
-        # Regression: too deep JSON nesting was reported as "malformed YAML".
-        pytest.param("a.json", b"[" * 100_000, "malformed JSON: nested too deeply", "", id="json-too-deep"),
-        pytest.param("a.yaml", b"[" * 1_000, "malformed YAML: nested too deeply", "", id="yaml-too-deep"),
+        pytest.param("a.json", b"[" * 100_000, "yaml: ", id="json-too-deep"),
+        pytest.param("a.yaml", b"[" * 1_000 + b"]" * 1_000, "yaml: nested too deeply", id="yaml-too-deep"),
+        pytest.param("a.yaml", b"- a\n", "not a CDI spec: the top level must be a mapping", id="not-a-mapping"),
     ],
 )
-def test_load_spec_data_errors(tmp_path: Path, name: str, content: bytes, message: str, location: str) -> None:
+def test_read_spec_errors(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(errors.SpecError) as info:
-        store.load_spec_data(path)
+        store.read_spec(path)
     assert info.value.message.startswith(message), info.value.message
-    assert info.value.location == location
     assert info.value.path == path
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        pytest.param("a.json", '{"a": 1, "b": [2,],}', id="json-trailing-commas"),
+        pytest.param("a.yaml", "a: !!python/object:os.system {}\n", id="yaml-unknown-tag"),
+        pytest.param("a.yaml", "{}\n---\n[: x\n", id="first-document-only"),
+    ],
+)
+def test_load_spec_data_reads_as_the_library_does(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert isinstance(store.load_spec_data(path), dict)
+
+
+def test_read_spec_as_the_library_reads_it(tmp_path: Path) -> None:
+    # Regressions of the old PyYAML reading: the runtimes load a 'v' prefix, whole-number floats, non-string
+    # scalars for string fields, and field names in any letter case (tests/data/specs and the oracle agree).
+    path = tmp_path / "a.yaml"
+    path.write_text(
+        "cdiVersion: v0.5.0\nKind: vendor.com/device\n"
+        "devices: [{name: 10, containerEdits: {deviceNodes: [{path: /dev/x, major: 10.0}]}}]\n"
+    )
+    spec = store.read_spec(path)
+    assert (spec.cdi_version, spec.kind, spec.devices[0].name) == ("v0.5.0", "vendor.com/device", "10")
+    nodes = spec.devices[0].container_edits.device_nodes
+    assert nodes is not None and nodes[0].major == 10
+
+
+def test_read_spec_against_an_older_library(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("cdiVersion: 1.1.0\nkind: vendor.com/device\ndevices: [{name: d, containerEdits: {env: [A=1]}}]\n")
+    assert store.read_spec(path).cdi_version == "1.1.0"
+    with pytest.raises(errors.SpecVersionError, match=r"invalid version '1.1.0': CDI library 1.0 knows versions up"):
+        store.read_spec(path, library=compat.LIBRARIES["1.0"])
 
 
 def test_yaml_merge_keys_are_plain_yaml(tmp_path: Path) -> None:
     # Regression: `<<` merge keys were reported as malformed YAML (no constructor for the merge tag).
     path = tmp_path / "a.yaml"
-    path.write_text("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
-    assert store.load_spec_data(path) == {"base": {"x": 1, "y": 2}, "use": {"x": 1, "y": 3}}
+    path.write_text("base: &b {p: 1, q: 2}\nuse:\n  <<: *b\n  r: 3\n")
+    assert store.load_spec_data(path) == {"base": {"p": 1, "q": 2}, "use": {"p": 1, "q": 2, "r": 3}}
+    # go-yaml v2 (strict) refuses a key that a merge already set.
+    path.write_text("base: &b {p: 1, q: 2}\nuse:\n  <<: *b\n  q: 3\n")
+    with pytest.raises(errors.SpecError, match="key 'q' already set in map"):
+        store.load_spec_data(path)
 
 
 def test_oversized_file(tmp_path: Path) -> None:
@@ -277,7 +293,7 @@ def test_oversized_file(tmp_path: Path) -> None:
 
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(errors.SpecError, match="cannot read spec: No such file or directory"):
-        store.load_spec_data(tmp_path / "missing.yaml")
+        store.read_spec(tmp_path / "missing.yaml")
 
 
 def test_read_spec_sets_the_path_on_semantic_errors(tmp_path: Path, minimal_spec: dict[str, Any]) -> None:
@@ -354,7 +370,7 @@ def test_scan_records_a_bad_file_and_goes_on(tmp_path: Path) -> None:
     assert list(registry.devices) == ["vendor.com/device=dev0"]
     assert registry.spec_errors == {
         bad: "devices: invalid spec, no devices",
-        broken: "line 1: malformed JSON: Expecting property name enclosed in double quotes",
+        broken: "yaml: line 1, column 2: expected the node content, but found '<stream end>'",
     }
 
 
@@ -404,7 +420,10 @@ def _unanchored(pattern: str) -> str:
     return pattern.removeprefix("^").removesuffix("$")
 
 
-_vendor_class = st.from_regex(_unanchored(names.VENDOR_CLASS_PATTERN), fullmatch=True).filter(lambda s: len(s) <= 40)
+# One-character vendor or class names crash the runtimes' CDI library: the writer refuses them (tested below).
+_vendor_class = st.from_regex(_unanchored(names.VENDOR_CLASS_PATTERN), fullmatch=True).filter(
+    lambda s: 2 <= len(s) <= 40
+)
 _device_name = st.from_regex(_unanchored(names.DEVICE_NAME_PATTERN), fullmatch=True).filter(lambda s: len(s) <= 40)
 _permissions = st.lists(st.sampled_from("rwm"), unique=True).map("".join)
 _numbers = st.integers(min_value=0, max_value=2**32 - 1)
@@ -454,8 +473,35 @@ def test_fuse_spec_round_trip(
     for fmt in ("yaml", "json"):
         path = roundtrip_dir / f"spec.{fmt}"
         path.write_text(store.encode_spec(spec, fmt))
-        loaded = store.load_spec_data(path)
-        assert loaded == models.dump_spec(spec)
-        parsed, problems = validation.check_spec_data(loaded)
-        assert problems == []
-        assert parsed == spec
+        assert store.load_spec_data(path) == models.dump_spec(spec)
+        # Read back as the runtimes' library reads it: what the JSON (no scalar ambiguity) says, which is the spec
+        # itself unless a field holds Go's zero value (0, ''), which reads as unset; and no problem at any level.
+        read = store.read_spec(path)
+        assert read == report.judge_bytes(store.encode_spec(spec, "json").encode()).spec
+        if major and minor and permissions:
+            assert read == spec
+        judged = report.judge_file(path)
+        assert judged.errors == []
+        assert {p.kind for p in judged.warnings} <= {validation.ProblemKind.COMPATIBILITY}, judged.warnings
+
+
+@pytest.mark.parametrize(
+    "device_name",
+    # go-yaml v2 reads these plain scalars as booleans or numbers: unquoted, device "y" would load as "true".
+    ["y", "n", "Y", "N", "on", "0o17", "1e3", "0x1F", "1_0", "0b101", "10", "1.5"],
+)
+def test_yaml_writer_quotes_what_go_yaml_reads_as_another_type(tmp_path: Path, device_name: str) -> None:
+    device = fuse.FuseDevice(path=Path("/dev/fuse"), major=10, minor=229, mode=0o666, uid=0, gid=0)
+    spec = fuse.build_fuse_spec(device, vendor="vendor.com", cls="fuse", device_name=device_name)
+    path = tmp_path / "spec.yaml"
+    store.write_spec(spec, path)
+    assert store.read_spec(path) == spec
+
+
+@pytest.mark.parametrize("kind", [("a", "fuse"), ("vendor.com", "b")])
+def test_writer_refuses_one_character_vendor_or_class(tmp_path: Path, kind: tuple[str, str]) -> None:
+    device = fuse.FuseDevice(path=Path("/dev/fuse"), major=10, minor=229, mode=0o666, uid=0, gid=0)
+    spec = fuse.build_fuse_spec(device, vendor=kind[0], cls=kind[1], device_name="fuse")
+    with pytest.raises(errors.SpecError, match="crashes the CDI library of every released runtime"):
+        store.write_spec(spec, tmp_path / "spec.yaml")
+    assert not (tmp_path / "spec.yaml").exists()

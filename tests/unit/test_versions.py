@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import models, versions
+from cdi_fuse.cdi import compat, models, versions
 
 BASE_EDITS: dict[str, Any] = {"deviceNodes": [{"path": "/dev/x"}]}
 
@@ -125,11 +125,33 @@ def test_declaring_less_than_needed_is_invalid_for_names(kwargs: dict[str, Any],
     versions.validate_version(make_spec(version=needed, **kwargs))
 
 
-@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "1.2.0", "abc", "", "v0.3.0", "0.3", "1.0.0.0"])
+@pytest.mark.parametrize("version", ["1.2.0", "abc", "", "0.3", "1.0.0.0", "vv0.3.0", "V0.3.0"])
 def test_unknown_versions_are_invalid(version: str) -> None:
     assert not versions.is_valid_version(version)
     with pytest.raises(errors.SpecVersionError, match=rf"invalid version {version!r}: known versions are 0.3.0, "):
         versions.validate_version(make_spec(version=version))
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "v0.1.0"])
+def test_pre_release_versions_are_below_the_minimum(version: str) -> None:
+    # The library knows 0.1.0 and 0.2.0 and refuses them as below 0.3.0 (the reference oracle's message).
+    assert not versions.is_valid_version(version)
+    with pytest.raises(errors.SpecVersionError, match=rf"must be at least v0\.3\.0 \(declared {version!r}\)"):
+        versions.validate_version(make_spec(version=version))
+
+
+@pytest.mark.parametrize("version", ["v0.3.0", "v1.0.0"])
+def test_one_leading_v_is_accepted_on_load(version: str) -> None:
+    # The library strips one leading 'v' before comparing (the reference oracle loads such files); we never write it.
+    assert not versions.is_valid_version(version)
+    versions.validate_version(make_spec(version=version))
+
+
+def test_versions_a_library_does_not_know_yet() -> None:
+    spec = make_spec(version="1.1.0")
+    versions.validate_version(spec, compat.LIBRARIES["1.1"])
+    with pytest.raises(errors.SpecVersionError, match=r"invalid version '1.1.0': CDI library 1.0 knows versions up"):
+        versions.validate_version(spec, compat.LIBRARIES["1.0"])
 
 
 @pytest.mark.parametrize("version", ["0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.1.0"])
