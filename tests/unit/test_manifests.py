@@ -1,18 +1,18 @@
 """Deployment manifests, examples and the Containerfile.
 
-The overlays are rendered by `_render`, a small kustomize for exactly the features plugin/deploy uses
-(resources, namespace, JSON 6902 patches with a target); anything else makes it fail, so the overlays
-cannot drift into what it does not understand. Where a real kustomize (`kustomize` or
-`kubectl kustomize`) is installed, its output is compared with ours.
+The overlays are rendered by the real kustomize (tests/kustomize.py): what `kubectl apply -k` would send.
+Every rendered object and example is validated strictly against each Kubernetes version from 1.30 on.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,111 +23,45 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
+from cdi_fuse import defaults
+from cdi_fuse.deviceplugin import metrics
+from tests import kustomize
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "plugin" / "deploy"
 BASE = DEPLOY / "base"
+COMPONENTS = DEPLOY / "components"
 OVERLAYS = sorted(p.parent.name for p in (DEPLOY / "overlays").glob("*/kustomization.yaml"))
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CONTAINERFILE = REPO / "plugin" / "Containerfile"
+README = REPO / "README.md"
 MIN_KUBERNETES = (1, 30)
 NAMESPACE = "cdi-fuse-system"
 RESOURCE = "cdi-fuse.io/fuse"
+LOOPBACK_METRICS = "127.0.0.1:9400"
 
 Manifest = dict[str, Any]
 
 
-# --- a kustomize for what plugin/deploy uses -----------------------------------------------------------
-
-_KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "patches"}
-_CLUSTER_SCOPED = {"Namespace"}
 # resource.k8s.io/v1 (the DRA overlay and examples) exists from Kubernetes 1.34.
 _MIN_VERSION_OF_GROUP = {"resource.k8s.io/v1": (1, 34)}
 
 
-class UnsupportedKustomization(Exception):
-    pass
+# --- helpers ----------------------------------------------------------------------------------------
 
 
 def _render(directory: Path) -> list[Manifest]:
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unknown = set(kustomization) - _KUSTOMIZATION_KEYS
-    if unknown:
-        raise UnsupportedKustomization(f"{directory}: {sorted(unknown)}")
-    objects: list[Manifest] = []
-    for resource in kustomization.get("resources", []):
-        path = (directory / resource).resolve()
-        if path.is_dir():
-            objects += _render(path)
-        else:
-            objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-    for patch in kustomization.get("patches", []):
-        if set(patch) - {"path", "target"} or "target" not in patch:
-            raise UnsupportedKustomization(f"{directory}: patch {patch!r}")
-        operations = yaml.safe_load((directory / patch["path"]).read_text())
-        if not isinstance(operations, list):
-            raise UnsupportedKustomization(f"{directory}: {patch['path']} is not a JSON 6902 patch")
-        matched = [obj for obj in objects if _matches(obj, patch["target"])]
-        if not matched:
-            raise UnsupportedKustomization(f"{directory}: target {patch['target']!r} matches nothing")
-        for obj in matched:
-            for operation in operations:
-                _apply_operation(obj, operation)
-    if "namespace" in kustomization:
-        for obj in objects:
-            if obj["kind"] in _CLUSTER_SCOPED:
-                if obj["kind"] == "Namespace":
-                    obj["metadata"]["name"] = kustomization["namespace"]
-            else:
-                obj["metadata"]["namespace"] = kustomization["namespace"]
-    return objects
+    return kustomize.build(directory)
 
 
-def _matches(obj: Manifest, target: dict[str, str]) -> bool:
-    group, _, version = obj["apiVersion"].rpartition("/")
-    actual = {"group": group, "version": version, "kind": obj["kind"], "name": obj["metadata"]["name"]}
-    unknown = set(target) - set(actual)
-    if unknown:
-        raise UnsupportedKustomization(f"target selector {sorted(unknown)}")
-    return all(actual[key] == value for key, value in target.items())
-
-
-def _apply_operation(obj: Manifest, operation: dict[str, Any]) -> None:
-    tokens = [t.replace("~1", "/").replace("~0", "~") for t in operation["path"].split("/")[1:]]
-    parent: Any = obj
-    for token in tokens[:-1]:
-        parent = parent[int(token)] if isinstance(parent, list) else parent[token]
-    last = tokens[-1]
-    op = operation["op"]
-    if op == "test":
-        current = parent[int(last)] if isinstance(parent, list) else parent[last]
-        assert current == operation["value"], f"JSON patch test failed: {operation!r}, found {current!r}"
-    elif op == "add" and isinstance(parent, list):
-        parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(operation["value"]))
-    elif op in ("add", "replace"):
-        if isinstance(parent, list):
-            index = int(last)
-            if not -len(parent) <= index < len(parent):
-                raise IndexError(f"{op} of missing {operation['path']!r}")
-            parent[index] = copy.deepcopy(operation["value"])
-        else:
-            if op == "replace" and last not in parent:
-                raise KeyError(f"replace of missing {operation['path']!r}")
-            parent[last] = copy.deepcopy(operation["value"])
-    elif op == "remove":
-        del parent[int(last) if isinstance(parent, list) else last]
-    else:
-        raise UnsupportedKustomization(f"JSON patch op {op!r}")
-
-
-def _kustomize_command() -> list[str] | None:
-    if binary := shutil.which("kustomize"):
-        return [binary, "build"]
-    if binary := shutil.which("kubectl"):
-        return [binary, "kustomize"]
-    return None
-
-
-# --- helpers ----------------------------------------------------------------------------------------
+def _with_components(tmp_path: Path, *components: str, resources: tuple[Path, ...] = (BASE,)) -> list[Manifest]:
+    """Render a kustomization of `resources` plus `components` (kustomize wants relative paths)."""
+    work = tmp_path / "combined"
+    work.mkdir()
+    rel = [os.path.relpath(r, work) for r in resources]
+    comps = [os.path.relpath(COMPONENTS / c, work) for c in components]
+    (work / "kustomization.yaml").write_text(yaml.safe_dump({"resources": rel, "components": comps}))
+    return _render(work)
 
 
 def _only(objects: list[Manifest], kind: str) -> Manifest:
@@ -156,13 +90,16 @@ def _leaves(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str,
         yield path, value
 
 
-def _diff(before: Manifest, after: Manifest) -> dict[str, tuple[Any, Any]]:
-    old, new = dict(_leaves(before)), dict(_leaves(after))
-    return {
-        "/".join(path): (old.get(path), new.get(path))
-        for path in old.keys() | new.keys()
-        if old.get(path) != new.get(path)
-    }
+def _objects_diff(before: list[Manifest], after: list[Manifest]) -> dict[str, tuple[Any, Any]]:
+    """Leaf changes between two renderings, keyed `Kind/name:path`; an added object shows as added leaves."""
+
+    def leaves(objects: list[Manifest]) -> dict[str, Any]:
+        return {
+            f"{o['kind']}/{o['metadata']['name']}:" + "/".join(path): leaf for o in objects for path, leaf in _leaves(o)
+        }
+
+    old, new = leaves(before), leaves(after)
+    return {key: (old.get(key), new.get(key)) for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 
 
 def _options(args: list[str]) -> list[tuple[str, str | None]]:
@@ -189,26 +126,40 @@ def _kubernetes_versions() -> list[str]:
     return chosen
 
 
-def _all_manifests() -> list[Any]:
-    cases = [pytest.param(BASE, id="base")]
-    cases += [pytest.param(DEPLOY / "overlays" / name, id=f"overlay-{name}") for name in OVERLAYS]
-    return cases
+def _mounts_by_volume(objects: list[Manifest]) -> dict[str, tuple[Manifest, Manifest]]:
+    pod = _only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["name"]: mount for mount in pod["containers"][0]["volumeMounts"]}
+    assert volumes.keys() == mounts.keys(), "every volume is mounted, every mount has a volume"
+    return {name: (volumes[name], mounts[name]) for name in volumes}
 
 
-def _documents() -> Iterator[tuple[str, Manifest]]:
-    for directory in [BASE, *(DEPLOY / "overlays" / name for name in OVERLAYS)]:
-        for obj in _render(directory):
-            yield f"{directory.relative_to(REPO)}:{obj['kind']}/{obj['metadata']['name']}", obj
-    for example in EXAMPLES:
-        for obj in yaml.safe_load_all(example.read_text()):
-            yield f"{example.relative_to(REPO)}:{obj['kind']}/{obj['metadata']['name']}", obj
+def _host_path_for(objects: list[Manifest], container_path: str) -> tuple[str, bool] | None:
+    """The host path behind a path inside the container and whether it is read-only; None: not on a hostPath."""
+    best: tuple[str, Manifest, Manifest] | None = None
+    for volume, mount in _mounts_by_volume(objects).values():
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        on_mount = "hostPath" in volume and (container_path + "/").startswith(prefix)
+        if on_mount and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, volume, mount)
+    if best is None:
+        return None
+    prefix, volume, mount = best
+    host = volume["hostPath"]["path"].rstrip("/") + "/" + container_path[len(prefix) :]
+    return host.rstrip("/"), bool(mount.get("readOnly", False))
+
+
+@pytest.fixture(scope="module")
+def base() -> list[Manifest]:
+    return _render(BASE)
 
 
 # --- schema validation ------------------------------------------------------------------------------
 
 
-def test_the_expected_overlays_and_examples_exist() -> None:
-    assert OVERLAYS == ["default", "dra", "legacy-aliases", "microk8s"]
+def test_the_expected_overlays_components_and_examples_exist() -> None:
+    assert OVERLAYS == ["default", "dra", "legacy-aliases", "microk8s", "runtime-aware"]
+    assert sorted(p.name for p in COMPONENTS.iterdir()) == ["metrics-endpoint", "runtime-socket"]
     assert [p.name for p in EXAMPLES] == [
         "bindfs.yaml",
         "buildah.yaml",
@@ -218,12 +169,39 @@ def test_the_expected_overlays_and_examples_exist() -> None:
     ]
 
 
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Manifest]]:
+    """Every object the overlays (and each component on the base) render, and every example: rendered once."""
+    found: list[tuple[str, Manifest]] = []
+    renderings = {str(d.relative_to(REPO)): _render(d) for d in [BASE, *(DEPLOY / "overlays" / o for o in OVERLAYS)]}
+    for component in sorted(p.name for p in COMPONENTS.iterdir()):
+        renderings[f"base+{component}"] = _with_components(tmp_path_factory.mktemp(component), component)
+    for where, objects in renderings.items():
+        found += [(f"{where}:{obj['kind']}/{obj['metadata']['name']}", obj) for obj in objects]
+    for example in EXAMPLES:
+        for obj in yaml.safe_load_all(example.read_text()):
+            found.append((f"{example.relative_to(REPO)}:{obj['kind']}/{obj['metadata']['name']}", obj))
+    return found
+
+
+@pytest.fixture(scope="module")
+def schemas_read_once() -> Iterator[None]:
+    """kubernetes-validate reads (and parses) the schema files for every object; read each once instead."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            kubernetes_validate.utils, "schema_contents", functools.cache(kubernetes_validate.utils.schema_contents)
+        )
+        yield
+
+
 @pytest.mark.parametrize("version", _kubernetes_versions())
-def test_every_manifest_validates_strictly(version: str) -> None:
-    documents = list(_documents())
-    assert len(documents) >= 2 * (1 + len(OVERLAYS)) + len(EXAMPLES)
+def test_every_manifest_validates_strictly(
+    version: str, documents: list[tuple[str, Manifest]], schemas_read_once: None
+) -> None:
+    assert len(documents) >= 3 * (1 + len(OVERLAYS)) + len(EXAMPLES)
+    unique = {json.dumps(obj, sort_keys=True): name for name, obj in documents}  # renderings share objects
     failures = []
-    for name, obj in documents:
+    for name, obj in ((name, json.loads(text)) for text, name in unique.items()):
         minimum = _MIN_VERSION_OF_GROUP.get(obj["apiVersion"])
         if minimum and tuple(int(x) for x in version.split(".")[:2]) < minimum:
             continue
@@ -246,14 +224,11 @@ def test_strict_validation_catches_a_misspelt_field() -> None:
 # --- the DaemonSet ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def base() -> list[Manifest]:
-    return _render(BASE)
-
-
-def test_namespace_and_daemonset_land_in_cdi_fuse_system(base: list[Manifest]) -> None:
+def test_namespace_daemonset_and_policy_land_in_cdi_fuse_system(base: list[Manifest]) -> None:
+    assert [o["kind"] for o in base] == ["Namespace", "DaemonSet", "NetworkPolicy"]
     assert _only(base, "Namespace")["metadata"]["name"] == NAMESPACE
-    assert _only(base, "DaemonSet")["metadata"]["namespace"] == NAMESPACE
+    for kind in ("DaemonSet", "NetworkPolicy"):
+        assert _only(base, kind)["metadata"]["namespace"] == NAMESPACE, kind
     # hostPath volumes are what needs the privileged Pod Security level; nothing else does
     labels = _only(base, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
@@ -265,9 +240,9 @@ def test_container_is_root_without_any_privilege(base: list[Manifest]) -> None:
     assert security["privileged"] is False
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
-    assert "add" not in security["capabilities"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["appArmorProfile"] == {"type": "RuntimeDefault"}
     assert security["runAsUser"] == 0
 
 
@@ -275,12 +250,24 @@ def test_pod_shares_nothing_with_the_host_but_its_volumes(base: list[Manifest]) 
     pod = _only(base, "DaemonSet")["spec"]["template"]["spec"]
 
     assert pod["hostNetwork"] is False
-    for field in ("hostPID", "hostIPC", "shareProcessNamespace"):
+    for field in ("hostPID", "hostIPC", "shareProcessNamespace", "hostUsers"):
         assert field not in pod
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert len(pod["containers"]) == 1
     assert "initContainers" not in pod
+
+
+def test_network_policy_denies_all_traffic_of_the_plugin_pods(base: list[Manifest]) -> None:
+    policy = _only(base, "NetworkPolicy")["spec"]
+    pod_labels = _only(base, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # only the device plugin: a DRA driver in this namespace needs the API server
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "device-plugin"
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in policy and "egress" not in policy
 
 
 def test_scheduling_runs_everywhere_before_other_pods(base: list[Manifest]) -> None:
@@ -304,22 +291,69 @@ def test_resources_are_bounded(base: list[Manifest]) -> None:
     assert resources["limits"] == {"cpu": "200m", "memory": "128Mi"}
 
 
-def test_probes_hit_healthz_on_the_metrics_port(base: list[Manifest]) -> None:
-    container = _container(base)
-    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    (address,) = _option(container["args"], "--metrics-address")
-    assert address is not None
-    host, _, port = address.rpartition(":")
+def _probe(container: Manifest, kind: str) -> list[str]:
+    probe = container[kind]
+    assert set(probe) - {"exec", "initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold"} == set()
+    command: list[str] = probe["exec"]["command"]
+    return command
 
-    # the kubelet probes the pod IP, so the server must listen on every pod address
-    assert host == "0.0.0.0"
-    assert ports == {"metrics": int(port)}
-    # readiness follows registration + device health; liveness only asks whether the process answers
-    for probe, path in (("readinessProbe", "/healthz"), ("livenessProbe", "/livez")):
-        get = container[probe]["httpGet"]
-        assert get["path"] == path, probe
-        assert ports[get["port"]] == int(port), probe
-        assert "host" not in get, probe
+
+def test_http_server_listens_on_loopback_and_exec_probes_reach_it(base: list[Manifest]) -> None:
+    container = _container(base)
+
+    assert _option(container["args"], "--metrics-address") == [LOOPBACK_METRICS]
+    assert "ports" not in container, "nothing listens on the pod IP"
+    readiness, liveness = _probe(container, "readinessProbe"), _probe(container, "livenessProbe")
+    assert readiness[:4] == ["python3", "-I", "-S", "-c"] and readiness[-2:] == [LOOPBACK_METRICS, "/healthz"]
+    assert liveness[:-1] == readiness[:-1] and liveness[-1] == "/livez"
+    # a probe runs a process in the container (measured ~45 ms CPU each): a few a minute
+    per_minute = sum(60 / container[p]["periodSeconds"] for p in ("readinessProbe", "livenessProbe"))
+    assert per_minute <= 4
+
+
+class _Health:
+    def __init__(self) -> None:
+        self.healthy = True
+
+    def __call__(self) -> tuple[bool, str]:
+        return self.healthy, "registered" if self.healthy else "device missing"
+
+
+@pytest.mark.parametrize("kind", ["readinessProbe", "livenessProbe"])
+def test_the_manifests_probe_command_works_against_the_plugins_http_server(
+    base: list[Manifest], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe as written in the manifest (python3 -I -S -c ...), run against the plugin's own server."""
+    # parse_address refuses port 0; bind an ephemeral port instead of guessing a free one
+    monkeypatch.setattr(metrics, "parse_address", lambda address: ("127.0.0.1", 0))
+    health = _Health()
+    server = metrics.MetricsServer("127.0.0.1:0", metrics.PluginMetrics(), health)
+    server.start()
+    try:
+        host, port = str(server.address[0]), int(server.address[1])
+        argv = [
+            sys.executable,
+            *_probe(_container(base), kind)[1:-2],
+            f"{host}:{port}",
+            _probe(_container(base), kind)[-1],
+        ]
+
+        def run() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+        ok = run()
+        assert ok.returncode == 0, ok.stderr
+        health.healthy = False
+        unhealthy = run()
+    finally:
+        server.stop()
+    gone = run()
+
+    if kind == "readinessProbe":  # /healthz follows registration and device health
+        assert unhealthy.returncode == 1 and "/healthz answered [b'503']" in unhealthy.stderr
+    else:  # /livez only asks whether the process answers
+        assert unhealthy.returncode == 0, unhealthy.stderr
+    assert gone.returncode == 1 and f"{host}:{port}: " in gone.stderr
 
 
 def test_plugin_arguments(base: list[Manifest]) -> None:
@@ -327,34 +361,20 @@ def test_plugin_arguments(base: list[Manifest]) -> None:
 
     assert container["command"] == ["cdi-fuse", "plugin"]
     assert _option(container["args"], "--generate") == [None]
+    assert _option(container["args"], "--strategy") == [], "auto, the default"
     assert _option(container["args"], "--resource-name") == [], "base advertises the default name only"
-    endpoints = _option(container["args"], "--runtime-endpoint")
-    assert endpoints == ["unix:///run/containerd/containerd.sock", "unix:///run/crio/crio.sock"]
+    assert _option(container["args"], "--runtime-endpoint") == []
 
 
-def _mounts_by_volume(objects: list[Manifest]) -> dict[str, tuple[Manifest, Manifest]]:
-    pod = _only(objects, "DaemonSet")["spec"]["template"]["spec"]
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    mounts = {mount["name"]: mount for mount in pod["containers"][0]["volumeMounts"]}
-    assert volumes.keys() == mounts.keys(), "every volume is mounted, every mount has a volume"
-    return {name: (volumes[name], mounts[name]) for name in volumes}
+def test_no_runtime_socket_is_reachable(base: list[Manifest]) -> None:
+    """Least privilege: the plugin's default CRI endpoints are on no mount, and no runtime dir is mounted."""
+    for endpoint in defaults.RUNTIME_ENDPOINTS:
+        assert _host_path_for(base, endpoint.removeprefix("unix://")) is None, endpoint
+    host_paths = [v["hostPath"]["path"] for v, _ in _mounts_by_volume(base).values() if "hostPath" in v]
+    assert not [p for p in host_paths if "containerd" in p or "crio" in p or p in ("/run", "/var/run")]
 
 
-def _host_path_for(objects: list[Manifest], container_path: str) -> tuple[str, bool]:
-    """The host path behind a path inside the container, and whether it is mounted read-only."""
-    best: tuple[str, Manifest, Manifest] | None = None
-    for volume, mount in _mounts_by_volume(objects).values():
-        prefix = mount["mountPath"].rstrip("/") + "/"
-        on_mount = "hostPath" in volume and (container_path + "/").startswith(prefix)
-        if on_mount and (best is None or len(prefix) > len(best[0])):
-            best = (prefix, volume, mount)
-    assert best is not None, f"{container_path!r} is on no hostPath mount"
-    prefix, volume, mount = best
-    host = volume["hostPath"]["path"].rstrip("/") + "/" + container_path[len(prefix) :]
-    return host.rstrip("/"), bool(mount.get("readOnly", False))
-
-
-def test_host_dev_is_mounted_read_only_and_the_device_path_is_on_it(base: list[Manifest]) -> None:
+def test_host_dev_is_mounted_read_only_recursively_and_the_device_path_is_on_it(base: list[Manifest]) -> None:
     volume, mount = _mounts_by_volume(base)["host-dev"]
     (device_path,) = _option(_container(base)["args"], "--device-path")
     assert device_path is not None
@@ -362,10 +382,12 @@ def test_host_dev_is_mounted_read_only_and_the_device_path_is_on_it(base: list[M
     assert volume["hostPath"] == {"path": "/dev", "type": "Directory"}
     assert mount["mountPath"] == "/host/dev"
     assert mount["readOnly"] is True
+    # /dev/shm, /dev/mqueue, ... stay writable through a plain read-only bind (seen with containerd 1.7)
+    assert mount["recursiveReadOnly"] == "IfPossible"
     assert _host_path_for(base, device_path) == ("/dev/fuse", True)
 
 
-def test_writable_mounts_are_only_the_spec_dirs_device_plugins_and_tmp(base: list[Manifest]) -> None:
+def test_writable_mounts_are_only_the_static_spec_dir_device_plugins_and_tmp(base: list[Manifest]) -> None:
     writable = {
         name: (volume.get("hostPath", {}).get("path"), mount["mountPath"])
         for name, (volume, mount) in _mounts_by_volume(base).items()
@@ -374,24 +396,24 @@ def test_writable_mounts_are_only_the_spec_dirs_device_plugins_and_tmp(base: lis
 
     assert writable == {
         "cdi-static": ("/etc/cdi", "/etc/cdi"),
-        "cdi-dynamic": ("/var/run/cdi", "/var/run/cdi"),
         "device-plugins": ("/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins"),
         "tmp": (None, "/tmp"),
     }
     volume, _ = _mounts_by_volume(base)["tmp"]
     assert volume["emptyDir"]["medium"] == "Memory"
+    # the spec dirs are the plugin's defaults; --generate writes into the first, the writable one
+    assert [_host_path_for(base, str(d)) for d in defaults.SPEC_DIRS] == [("/etc/cdi", False), ("/var/run/cdi", True)]
 
 
-def test_runtime_sockets_are_reachable_read_only_without_blocking_scheduling(base: list[Manifest]) -> None:
-    mounts = _mounts_by_volume(base)
-    for endpoint in _option(_container(base)["args"], "--runtime-endpoint"):
-        assert endpoint is not None and endpoint.startswith("unix://")
-        host_path, read_only = _host_path_for(base, endpoint.removeprefix("unix://"))
-        assert read_only, endpoint
-        assert host_path in {"/run/containerd/containerd.sock", "/run/crio/crio.sock"}
-    for name in ("containerd-run", "crio-run"):
-        # no `type`: a node running the other runtime must not leave the pod Pending
-        assert "type" not in mounts[name][0]["hostPath"], name
+def test_every_host_path_is_in_the_threat_model(base: list[Manifest]) -> None:
+    readme = README.read_text()
+    model = readme[readme.index("### Threat model") :]
+    model = model[: model.index("\n## ", 1)]
+    for volume, _mount in _mounts_by_volume(base).values():
+        if "hostPath" in volume:
+            assert f"`{volume['hostPath']['path']}`" in model, volume["hostPath"]["path"]
+    for fact in ("NetworkPolicy", "127.0.0.1:9400", "recursiveReadOnly", "/dev/shm", "runtime-aware"):
+        assert fact in model, fact
 
 
 def test_image_runs_the_console_script(base: list[Manifest]) -> None:
@@ -402,45 +424,92 @@ def test_image_runs_the_console_script(base: list[Manifest]) -> None:
     assert container["image"].startswith("cdi-fuse:")
 
 
-# --- overlays ---------------------------------------------------------------------------------------
+# --- overlays and components ------------------------------------------------------------------------
 
 
-def _overlay_diff(name: str) -> dict[str, tuple[Any, Any]]:
-    before, after = _render(BASE), _render(DEPLOY / "overlays" / name)
-    assert [(o["kind"], o["metadata"]["name"]) for o in before] == [(o["kind"], o["metadata"]["name"]) for o in after]
-    diff: dict[str, tuple[Any, Any]] = {}
-    for old, new in zip(before, after, strict=True):
-        diff |= {f"{new['kind']}:{path}": change for path, change in _diff(old, new).items()}
-    return diff
+def test_default_overlay_is_the_base(base: list[Manifest]) -> None:
+    assert _objects_diff(base, _render(DEPLOY / "overlays" / "default")) == {}
 
 
-def test_default_overlay_is_the_base() -> None:
-    assert _overlay_diff("default") == {}
+def test_runtime_aware_overlay_adds_only_the_runtime_sockets(base: list[Manifest]) -> None:
+    rendered = _render(DEPLOY / "overlays" / "runtime-aware")
+    changed = {path.split(":", 1)[1].split("/[")[0] if "/[" in path else path for path in _objects_diff(base, rendered)}
+
+    endpoints = _option(_container(rendered)["args"], "--runtime-endpoint")
+    assert endpoints == ["unix:///run/containerd/containerd.sock", "unix:///run/crio/crio.sock"]
+    assert _container(rendered)["args"][: len(_container(base)["args"])] == _container(base)["args"]
+    for endpoint in endpoints:
+        assert endpoint is not None
+        # read-only, which does not stop connect(2): the README and the patch say so
+        assert _host_path_for(rendered, endpoint.removeprefix("unix://")) == (endpoint.removeprefix("unix://"), True)
+    mounts = _mounts_by_volume(rendered)
+    for name in ("containerd-run", "crio-run"):
+        # no `type`: a node running the other runtime must not leave the pod Pending
+        assert "type" not in mounts[name][0]["hostPath"], name
+    assert set(mounts) - set(_mounts_by_volume(base)) == {"containerd-run", "crio-run"}
+    assert changed == {
+        "spec/template/spec/containers",
+        "spec/template/spec/volumes",
+    }, changed
 
 
-def test_microk8s_overlay_moves_only_the_host_side_of_two_mounts() -> None:
-    assert _overlay_diff("microk8s") == {
-        "DaemonSet:spec/template/spec/volumes/[device-plugins]/hostPath/path": (
+def test_the_runtime_socket_risk_is_stated_next_to_the_mount_and_in_the_readme() -> None:
+    patch = (COMPONENTS / "runtime-socket" / "runtime-socket.yaml").read_text()
+    comment_before_mount = patch[: patch.index("- name: containerd-run")]
+    assert "RISK" in comment_before_mount and "root on the node" in comment_before_mount
+    assert "connect(2)" in comment_before_mount
+    readme = README.read_text()
+    section = readme[readme.index("### Runtime-aware auto") :]
+    section = section[: section.index("\n### ", 1)]
+    for fact in ("overlays/runtime-aware", "node root", "read-only", "privileged container"):
+        assert fact in section, fact
+
+
+def test_metrics_component_opens_port_9400_to_labelled_namespaces_only(base: list[Manifest], tmp_path: Path) -> None:
+    rendered = _with_components(tmp_path, "metrics-endpoint")
+    container = _container(rendered)
+    policies = {p["metadata"]["name"]: p for p in rendered if p["kind"] == "NetworkPolicy"}
+
+    assert _option(container["args"], "--metrics-address") == ["0.0.0.0:9400"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+    # the probes still use the loopback address, which 0.0.0.0 includes
+    assert _probe(container, "readinessProbe") == _probe(_container(base), "readinessProbe")
+    assert set(policies) == {"cdi-fuse-device-plugin", "cdi-fuse-metrics"}
+    metrics_policy = policies["cdi-fuse-metrics"]
+    assert metrics_policy["metadata"]["namespace"] == NAMESPACE
+    assert metrics_policy["spec"]["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"cdi-fuse.io/scrape-metrics": "true"}}}],
+            "ports": [{"protocol": "TCP", "port": "metrics"}],
+        }
+    ]
+    assert "egress" not in metrics_policy["spec"] and metrics_policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_components_compose_with_the_distribution_overlays(tmp_path: Path) -> None:
+    """e.g. MicroK8s with runtime-aware auto and metrics: components add up without conflicts."""
+    rendered = _with_components(
+        tmp_path, "runtime-socket", "metrics-endpoint", resources=(DEPLOY / "overlays" / "microk8s",)
+    )
+    args = _container(rendered)["args"]
+
+    assert _option(args, "--runtime-endpoint") and _option(args, "--metrics-address") == ["0.0.0.0:9400"]
+    volumes = _mounts_by_volume(rendered)
+    assert volumes["device-plugins"][0]["hostPath"]["path"].startswith("/var/snap/microk8s/")
+
+
+def test_microk8s_overlay_moves_only_the_kubelet_dir(base: list[Manifest]) -> None:
+    assert _objects_diff(base, _render(DEPLOY / "overlays" / "microk8s")) == {
+        "DaemonSet/cdi-fuse:spec/template/spec/volumes/[device-plugins]/hostPath/path": (
             "/var/lib/kubelet/device-plugins",
             "/var/snap/microk8s/common/var/lib/kubelet/device-plugins",
         ),
-        "DaemonSet:spec/template/spec/volumes/[containerd-run]/hostPath/path": (
-            "/run/containerd",
-            "/var/snap/microk8s/common/run",
-        ),
     }
-    rendered = _render(DEPLOY / "overlays" / "microk8s")
-    (endpoint, _) = _option(_container(rendered)["args"], "--runtime-endpoint")
-    assert endpoint is not None
-    assert _host_path_for(rendered, endpoint.removeprefix("unix://")) == (
-        "/var/snap/microk8s/common/run/containerd.sock",
-        True,
-    )
 
 
-def test_legacy_aliases_overlay_adds_only_resource_names() -> None:
-    before = _container(_render(BASE))["args"]
-    after = _container(_render(DEPLOY / "overlays" / "legacy-aliases"))["args"]
+def test_legacy_aliases_overlay_adds_only_resource_names(base: list[Manifest]) -> None:
+    rendered = _render(DEPLOY / "overlays" / "legacy-aliases")
+    before, after = _container(base)["args"], _container(rendered)["args"]
 
     assert after[: len(before)] == before
     assert after[len(before) :] == [
@@ -449,42 +518,24 @@ def test_legacy_aliases_overlay_adds_only_resource_names() -> None:
         "--resource-name=squat.ai/fuse",
         "--resource-name=smarter-devices/fuse",
     ]
-    changed = {path.rpartition("/")[0] for path in _overlay_diff("legacy-aliases")}
-    assert changed == {"DaemonSet:spec/template/spec/containers/[cdi-fuse]/args"}
+    changed = {path.rpartition("/")[0] for path in _objects_diff(base, rendered)}
+    assert changed == {"DaemonSet/cdi-fuse:spec/template/spec/containers/[cdi-fuse]/args"}
 
 
 def test_patch_test_operations_guard_index_paths(tmp_path: Path) -> None:
-    """A base whose volumes were reordered makes the microk8s overlay fail instead of patching the wrong one."""
+    """A base whose arguments were reordered makes the metrics component fail instead of patching the wrong one."""
     shutil.copytree(DEPLOY, tmp_path / "deploy")
     daemonset = tmp_path / "deploy" / "base" / "daemonset.yaml"
     obj = yaml.safe_load(daemonset.read_text())
-    obj["spec"]["template"]["spec"]["volumes"].reverse()
+    obj["spec"]["template"]["spec"]["containers"][0]["args"].reverse()
     daemonset.write_text(yaml.safe_dump(obj))
+    work = tmp_path / "deploy" / "overlays" / "metrics"
+    work.mkdir()
+    (work / "kustomization.yaml").write_text(
+        "resources: [../../base]\ncomponents: [../../components/metrics-endpoint]\n"
+    )
 
-    with pytest.raises(AssertionError, match="JSON patch test failed"):
-        _render(tmp_path / "deploy" / "overlays" / "microk8s")
-
-
-def test_renderer_refuses_kustomize_features_it_does_not_implement(tmp_path: Path) -> None:
-    (tmp_path / "kustomization.yaml").write_text("resources: []\ncommonLabels: {a: b}\n")
-
-    with pytest.raises(UnsupportedKustomization, match="commonLabels"):
-        _render(tmp_path)
-
-
-@pytest.mark.parametrize("directory", _all_manifests())
-def test_renderer_matches_real_kustomize(directory: Path) -> None:
-    command = _kustomize_command()
-    if command is None:
-        pytest.skip("neither kustomize nor kubectl is installed: overlays checked with the test renderer only")
-    result = subprocess.run([*command, str(directory)], capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-
-    def key(obj: Manifest) -> str:
-        return json.dumps(obj, sort_keys=True)
-
-    real = sorted((doc for doc in yaml.safe_load_all(result.stdout) if doc), key=key)
-    assert real == sorted(_render(directory), key=key)
+    assert "testing" in kustomize.build_error(work) or "test" in kustomize.build_error(work)
 
 
 # --- examples ---------------------------------------------------------------------------------------
