@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))  # the fake kubelet lives in tests/, which is not 
 
 from cdi_fuse._proto import deviceplugin_pb2 as pb  # noqa: E402
 from cdi_fuse._proto import deviceplugin_pb2_grpc as pb_grpc  # noqa: E402
-from cdi_fuse.deviceplugin import lifecycle  # noqa: E402
+from cdi_fuse.deviceplugin import endpoint  # noqa: E402
 from tests.fakes import kubelet as fake  # noqa: E402
 
 RESOURCE = "cdi-fuse.io/fuse"
@@ -55,10 +55,12 @@ class Sizes:
     generate_runs: int
     scale_count: int
     scale_sequential: int
+    double_restarts: int
 
 
-FULL = Sizes(2_000, 500, 100_000, 4, 5, 100, 10, 10_000, 2_000)
-QUICK = Sizes(300, 20, 4_000, 2, 2, 10, 3, 10_000, 300)
+FULL = Sizes(2_000, 500, 100_000, 4, 5, 100, 10, 10_000, 2_000, 50)
+QUICK = Sizes(300, 20, 4_000, 2, 2, 10, 3, 10_000, 300, 5)
+QUIET_S = 0.5  # after a double restart, how long no further Register may come
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,9 @@ class TimedKubelet(fake.FakeKubelet):
         self.register_times: list[float] = []
         self.served_at = 0.0
 
-    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.Empty:
+    def register(self, request: pb.RegisterRequest, context: grpc.ServicerContext, generation: int) -> pb.Empty:
         self.register_times.append(time.perf_counter())
-        return super().Register(request, context)
+        return super().register(request, context, generation)
 
     def start(self) -> None:
         super().start()
@@ -151,7 +153,7 @@ class Bench:
         self.spec_dir = self.workdir / "s"
         self.plugin_dir.mkdir()
         self.device = fuse_device(self.workdir)
-        self.socket = self.plugin_dir / lifecycle.socket_name(RESOURCE)
+        self.socket = self.plugin_dir / endpoint.socket_name(RESOURCE)
         self.rows: list[Row] = []
         self.raw: dict[str, Any] = {}
 
@@ -374,6 +376,7 @@ class Bench:
                 )
                 self.measure_idle(process.pid)
                 self.measure_restarts(kubelet)
+                self.measure_double_restarts(kubelet)
         finally:
             kubelet.stop()
 
@@ -446,6 +449,48 @@ class Bench:
             self.add(Row("kubelet restart -> re-Register, p99", round(percentile(latencies, 0.99), 2), "ms"))
             self.add(Row("kubelet restart -> re-Register, max", round(max(latencies), 2), "ms"))
         self.add(Row("kubelet restart -> re-Register, misses", misses, "", _ZERO, note="no Register within 5 s"))
+
+    def measure_double_restarts(self, kubelet: TimedKubelet) -> None:
+        """Back-to-back restarts (a crash-looping kubelet): the plugin must converge, not storm."""
+        rounds = self.sizes.double_restarts
+        live, total, quiet_extra, misses = [], [], 0, 0
+        for _ in range(rounds):
+            before = len(kubelet.requests)
+            kubelet.restarts_in_a_row(2)
+            try:
+                deadline = time.monotonic() + 5
+                while kubelet.registrations_with_current(RESOURCE) < 1:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("no registration with the final kubelet")
+                    time.sleep(0.001)
+                kubelet.wait_for_plugin(RESOURCE, timeout=WAIT).wait_for_list(lambda r: True, timeout=WAIT)
+            except AssertionError:
+                misses += 1
+                continue
+            settled = len(kubelet.requests)
+            time.sleep(QUIET_S)
+            quiet_extra += len(kubelet.requests) - settled
+            live.append(kubelet.registrations_with_current(RESOURCE))
+            total.append(len(kubelet.requests) - before)
+        self.add(
+            Row(
+                "double restart -> live Registers with the final kubelet",
+                max(live) if live else 0,
+                "per round",
+                _ONE,
+                note=f"{rounds} rounds; min {min(live, default=0)}; misses {misses}",
+            ),
+            {"live_per_round": live, "total_per_round": total, "misses": misses},
+        )
+        self.add(
+            Row(
+                "double restart -> all Registers (any kubelet)",
+                round(statistics.mean(total), 2) if total else 0,
+                "per round",
+                note=f"max {max(total, default=0)}; includes Registers with the short-lived middle kubelet",
+            )
+        )
+        self.add(Row(f"double restart -> Registers in the {QUIET_S:g} s after", quiet_extra, "", _ZERO, note="a storm"))
 
     def measure_starts(self) -> None:
         kubelet = TimedKubelet(self.plugin_dir)
@@ -524,6 +569,7 @@ _REREG = Target("≤ 5 ms", lambda v: v <= 5)
 _RSS = Target("≤ 25 MiB", lambda v: v <= 25)
 _IDLE = Target("< 0.05 s/min", lambda v: v < 0.05)
 _ZERO = Target("0", lambda v: v == 0)
+_ONE = Target("1", lambda v: v == 1)
 
 
 def print_table(rows: Sequence[Row]) -> None:

@@ -245,15 +245,16 @@ def list_command(
 @app.command("plugin")
 def plugin_command(
     device_plugin_dir: Annotated[
-        Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False)
-    ] = Path("/var/lib/kubelet/device-plugins"),
+        Path,
+        typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False),
+    ] = defaults.PLUGIN_DIR,
     resource_names: Annotated[
         list[str] | None,
         typer.Option(
             "--resource-name",
             help="Extended resource to advertise; repeatable, each served on its own socket (e.g. add "
             "github.com/fuse, squat.ai/fuse, smarter-devices/fuse to replace those plugins) "
-            "[default: cdi-fuse.io/fuse].",
+            f"[default: {defaults.RESOURCE_NAME}].",
         ),
     ] = None,
     count: Annotated[
@@ -262,17 +263,19 @@ def plugin_command(
             "--count",
             min=1,
             help="Devices advertised per resource. /dev/fuse is shared, so this caps concurrent users per "
-            "node; 110 is the kubelet's default max pods.",
+            f"node; {defaults.COUNT} is the kubelet's default max pods.",
         ),
-    ] = 110,
+    ] = defaults.COUNT,
     strategy: Annotated[
         str,
         typer.Option(
             "--strategy",
-            help="How Allocate hands out the device: 'auto' (ask the runtime over CRI) or a comma list of "
-            "cdi, cdi-annotations, device-spec.",
+            help="How Allocate hands out the device: 'auto' or a comma list of cdi, cdi-annotations, "
+            "device-spec. 'auto' sends the CDI name and the device when it cannot ask the runtime and the name "
+            "resolves in --spec-dir (right whether the runtime has CDI on or off); when it can ask the runtime "
+            "over CRI (--runtime-endpoint reachable), the CDI name alone with CDI on, the device alone with CDI off.",
         ),
-    ] = "auto",
+    ] = defaults.STRATEGY,
     spec_dirs: Annotated[
         list[Path] | None,
         typer.Option(
@@ -286,24 +289,27 @@ def plugin_command(
         list[str] | None,
         typer.Option(
             "--runtime-endpoint",
-            help="CRI endpoint(s) asked by 'auto'; the first that answers is used "
-            "[default: unix:///run/containerd/containerd.sock, unix:///var/run/crio/crio.sock].",
+            help="CRI endpoint(s) asked by 'auto'; the first that answers is used. Reaching one gives the "
+            "plugin the power to start privileged containers: the default deployment mounts none "
+            f"[default: {', '.join(defaults.RUNTIME_ENDPOINTS)}].",
         ),
     ] = None,
     write_spec: Annotated[
         bool,
         typer.Option("--generate/--no-generate", help="Write the CDI spec at start and restore it if changed."),
     ] = True,
-    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    device_path: DevicePathOption = defaults.DEVICE_PATH,
     host_device_path: HostDevicePathOption = None,
-    vendor: VendorOption = generate.DEFAULT_VENDOR,
-    cls: ClassOption = generate.DEFAULT_CLASS,
-    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
-    permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
+    vendor: VendorOption = defaults.VENDOR,
+    cls: ClassOption = defaults.CLASS,
+    device_name: DeviceNameOption = defaults.DEVICE_NAME,
+    permissions: PermissionsOption = defaults.PERMISSIONS,
     metrics_address: Annotated[
         str | None,
         typer.Option(
-            "--metrics-address", help="Serve /metrics and /healthz on host:port, e.g. 127.0.0.1:9400 [default: off]."
+            "--metrics-address",
+            help="Serve /metrics, /livez and /healthz (ready only while registered with a kubelet that answers "
+            "and the device is healthy) on host:port, e.g. 127.0.0.1:9400 or [::1]:9400 [default: off].",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
@@ -313,62 +319,42 @@ def plugin_command(
     Pods request it with `resources.limits: {cdi-fuse.io/fuse: 1}`. Stops cleanly on SIGTERM/SIGINT,
     removing its sockets.
     """
-    import signal
-
-    from cdi_fuse import doctor
-    from cdi_fuse.deviceplugin import lifecycle, strategies
-    from cdi_fuse.deviceplugin import metrics as plugin_metrics
+    from cdi_fuse.deviceplugin import loop, strategies
+    from cdi_fuse.node import generate
     from cdi_fuse.runtime import cri
 
     try:
         logging.getLogger().setLevel(log_level.upper())
-        choice = strategies.parse_strategy(strategy)
-        if metrics_address:
-            plugin_metrics.parse_address(metrics_address)
     except ValueError as exc:
-        raise _fail(str(exc), code=EXIT_USAGE) from None
-    dirs = tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS
-    options = generate.GenerateOptions(
-        device_path=device_path,
-        vendor=vendor,
-        cls=cls,
-        device_name=device_name,
-        permissions=permissions,
-        spec_dir=dirs[0],
-        host_device_path=host_device_path,
-    )
-    config = lifecycle.PluginConfig(
-        plugin_dir=device_plugin_dir,
-        resource_names=tuple(dict.fromkeys(resource_names or ["cdi-fuse.io/fuse"])),
-        count=count,
-        strategy=choice,
-        spec_dirs=dirs,
-        generate_options=options,
-        write_spec=write_spec,
-        runtime_probe=doctor.runtime_probe(runtime_endpoints or list(cri.DEFAULT_ENDPOINTS))
-        if choice.is_auto
-        else None,
-    )
-    metrics_server = None
+        raise _fail(f"invalid --log-level {log_level!r}: {exc}", code=EXIT_USAGE) from None
+    dirs = tuple(spec_dirs) if spec_dirs else defaults.SPEC_DIRS
     try:
-        metrics = plugin_metrics.PluginMetrics() if metrics_address else None
-        manager = lifecycle.Manager(config, metrics=metrics)
-        if metrics is not None and metrics_address:
-            metrics_server = plugin_metrics.MetricsServer(metrics_address, metrics, manager.health_report)
-            metrics_server.start()
+        choice = strategies.parse_strategy(strategy)
+        config = loop.PluginConfig(
+            plugin_dir=device_plugin_dir,
+            resource_names=tuple(dict.fromkeys(resource_names or [defaults.RESOURCE_NAME])),
+            count=count,
+            strategy=choice,
+            spec_dirs=dirs,
+            generate_options=generate.GenerateOptions(
+                device_path=device_path,
+                vendor=vendor,
+                cls=cls,
+                device_name=device_name,
+                permissions=permissions,
+                spec_dir=dirs[0],
+                host_device_path=host_device_path,
+            ),
+            write_spec=write_spec,
+            runtime_probe=cri.RuntimeProbe(runtime_endpoints or defaults.RUNTIME_ENDPOINTS) if choice.is_auto else None,
+        )
+        loop.run_plugin(config, metrics_address=metrics_address)
+    except (errors.InvalidOptionError, errors.InvalidNameError) as exc:
+        raise _fail(str(exc), code=EXIT_USAGE) from None
     except errors.DeviceProbeError as exc:
         raise _fail(str(exc), hint=exc.hint) from None
-    except (errors.CdiFuseError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: manager.stop())
-    signal.signal(signal.SIGINT, lambda *_: manager.stop())
-    try:
-        manager.run()
     except errors.CdiFuseError as exc:
         raise _fail(str(exc)) from None
-    finally:
-        if metrics_server is not None:
-            metrics_server.stop()
 
 
 class SharingOption(StrEnum):

@@ -13,28 +13,13 @@ from typing import Literal
 
 from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import store
-from cdi_fuse.deviceplugin import api, lifecycle, strategies
+from cdi_fuse.deviceplugin import api, decider, endpoint
 from cdi_fuse.node import fuse
 from cdi_fuse.runtime import cri
 
-__all__ = ["Check", "DoctorOptions", "Report", "run_doctor", "runtime_probe"]
+__all__ = ["Check", "DoctorOptions", "Report", "run_doctor"]
 
 Status = Literal["ok", "warn", "fail"]
-
-
-def runtime_probe(endpoints: Sequence[str], *, timeout: float = 2.0) -> api.RuntimeProbe:
-    """A RuntimeProbe for the device plugin: ask the first answering CRI endpoint about CDI."""
-
-    def probe() -> api.RuntimeView:
-        info = cri.probe_runtime(endpoints, timeout=timeout)
-        return api.RuntimeView(
-            description=f"{info.runtime_name} {info.runtime_version}",
-            cdi_enabled=info.cdi_enabled,
-            spec_dirs=tuple(Path(d) for d in info.cdi_spec_dirs),
-            reason=info.reason,
-        )
-
-    return probe
 
 
 @dataclass(frozen=True)
@@ -65,14 +50,14 @@ class Report:
 
 @dataclass(frozen=True)
 class DoctorOptions:
-    device_path: Path = fuse.DEFAULT_DEVICE_PATH
+    device_path: Path = defaults.DEVICE_PATH
     proc_filesystems: Path = fuse.PROC_FILESYSTEMS
     qualified_name: str = f"{defaults.VENDOR}/{defaults.CLASS}={defaults.DEVICE_NAME}"
-    spec_dirs: Sequence[Path] = store.DEFAULT_SPEC_DIRS
-    runtime_endpoints: Sequence[str] = cri.DEFAULT_ENDPOINTS
-    device_plugin_dir: Path = lifecycle.DEFAULT_PLUGIN_DIR
+    spec_dirs: Sequence[Path] = defaults.SPEC_DIRS
+    runtime_endpoints: Sequence[str] = defaults.RUNTIME_ENDPOINTS
+    device_plugin_dir: Path = defaults.PLUGIN_DIR
     sys_root: Path = Path("/sys")
-    runtime_timeout: float = 2.0
+    runtime_timeout: float = defaults.RUNTIME_TIMEOUT_S
     dra_driver: str = defaults.DRA_DRIVER
     dra_registry_dir: Path = defaults.DRA_REGISTRY_DIR
     dra_plugins_dir: Path = defaults.DRA_PLUGINS_DIR
@@ -125,14 +110,14 @@ def _specs(options: DoctorOptions, dirs: Sequence[Path], label: str) -> Check:
 
 def _runtime(options: DoctorOptions) -> tuple[Check, api.RuntimeView | None, errors.CdiFuseError | None]:
     try:
-        view = runtime_probe(options.runtime_endpoints, timeout=options.runtime_timeout)()
+        view = cri.RuntimeProbe(options.runtime_endpoints, timeout=options.runtime_timeout)()
     except errors.CdiFuseError as exc:
         return (
             Check("runtime", "warn", f"cannot ask the runtime over CRI: {exc}", "pass --runtime-endpoint"),
             None,
             exc,
         )
-    dirs = ", ".join(str(d) for d in view.spec_dirs) or "none"
+    dirs = ", ".join(view.cdi_spec_dirs) or "none"
     if view.cdi_enabled:
         return Check("runtime", "ok", f"{view.description}: CDI enabled, spec dirs {dirs} ({view.reason})"), view, None
     return (
@@ -153,7 +138,7 @@ def _kubelet(options: DoctorOptions) -> Check:
         return Check(
             "kubelet", "warn", f"{directory} does not exist", "is this a Kubernetes node? pass --device-plugin-dir"
         )
-    sock = directory / lifecycle.KUBELET_SOCKET
+    sock = directory / endpoint.KUBELET_SOCKET
     if not sock.exists():
         return Check("kubelet", "warn", f"{sock} is missing: the kubelet is not running", "start the kubelet")
     return Check("kubelet", "ok", f"{sock} present")
@@ -238,14 +223,15 @@ def run_doctor(options: DoctorOptions) -> Report:
     report.checks.append(_specs(options, options.spec_dirs, "spec"))
     runtime_check, view, error = _runtime(options)
     report.checks.append(runtime_check)
-    if view is not None and view.cdi_enabled and tuple(view.spec_dirs) != tuple(options.spec_dirs):
-        report.checks.append(_specs(options, view.spec_dirs, "runtime spec dirs"))
+    runtime_dirs = tuple(Path(d) for d in view.cdi_spec_dirs) if view is not None else ()
+    if view is not None and view.cdi_enabled and runtime_dirs != tuple(options.spec_dirs):
+        report.checks.append(_specs(options, runtime_dirs, "runtime spec dirs"))
     report.checks.append(_kubelet(options))
     report.checks.append(_dra_driver(options))
     api_check = _dra_api(options)
     if api_check is not None:
         report.checks.append(api_check)
     report.checks.append(_lsm(options))
-    decision = strategies.decide_auto(view, error, options.qualified_name, fallback_spec_dirs=options.spec_dirs)
+    decision = decider.decide_auto(view, error, options.qualified_name, fallback_spec_dirs=options.spec_dirs)
     report.strategy, report.strategy_reason = decision.label, decision.reason
     return report

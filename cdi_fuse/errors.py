@@ -10,6 +10,7 @@ __all__ = [
     "ClaimError",
     "DeviceProbeError",
     "InvalidNameError",
+    "InvalidOptionError",
     "RegistrationError",
     "RuntimeConfigError",
     "RuntimeConfigLayoutError",
@@ -131,3 +132,11 @@ class ClaimError(CdiFuseError):
     def __init__(self, message: str, *, claim: str = "") -> None:
         super().__init__(message)
         self.claim = claim
+
+
+class InvalidOptionError(CdiFuseError):
+    """An option value the library cannot work with; `option` names it as the CLI spells it."""
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ __all__ = [
     "MAX_SPEC_SIZE",
     "SPEC_EXTENSIONS",
     "SpecDevice",
+    "SpecFileCache",
     "SpecFormat",
     "SpecRegistry",
     "WriteResult",
@@ -154,11 +157,49 @@ def _spec_files(directory: Path) -> Iterable[Path]:
     return [p for p in entries if p.suffix in SPEC_EXTENSIONS and p.is_file()]
 
 
-def scan_spec_dirs(spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS) -> SpecRegistry:
+def _device_names(spec: models.Spec) -> list[str]:
+    vendor, cls = names.parse_kind(spec.kind)
+    return [names.qualified_name(vendor, cls, device.name) for device in spec.devices]
+
+
+class SpecFileCache:
+    """Each spec file's qualified device names (or its error), kept while the file's identity is unchanged.
+
+    The identity is (device, inode, size, mtime, ctime): a file replaced by rename, rewritten or truncated
+    gets another one, so a rescan re-reads only the files that changed.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[tuple[int, ...], list[str] | errors.SpecError]] = {}
+
+    def device_names(self, path: Path) -> list[str]:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            self._entries.pop(path, None)
+            raise errors.SpecError(f"cannot read spec: {exc.strerror or exc}", path=path) from exc
+        identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        cached = self._entries.get(path)
+        if cached is None or cached[0] != identity:
+            result: list[str] | errors.SpecError
+            try:
+                result = _device_names(read_spec(path))
+            except errors.SpecError as exc:
+                result = exc
+            cached = self._entries[path] = (identity, result)
+        if isinstance(cached[1], errors.SpecError):
+            raise copy.copy(cached[1])  # a fresh instance: raising the kept one would grow its traceback
+        return cached[1]
+
+
+def scan_spec_dirs(
+    spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS, *, cache: SpecFileCache | None = None
+) -> SpecRegistry:
     """Scan spec dirs (lowest priority first) flatly for .json/.yaml specs.
 
     A bad file is recorded and skipped; a device defined by two files of the same priority is a
-    conflict and not provided; a higher-priority dir overrides a lower one.
+    conflict and not provided; a higher-priority dir overrides a lower one. With a `cache`, files whose
+    identity did not change since the last scan are not read again.
     """
     registry = SpecRegistry(spec_dirs=tuple(spec_dirs))
     conflicted: set[str] = set()
@@ -170,13 +211,11 @@ def scan_spec_dirs(spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS) -> SpecRegistr
             continue
         for path in paths:
             try:
-                spec = read_spec(path)
+                provided = cache.device_names(path) if cache is not None else _device_names(read_spec(path))
             except errors.SpecError as exc:
                 registry.spec_errors[path] = exc.message if not exc.location else f"{exc.location}: {exc.message}"
                 continue
-            vendor, cls = names.parse_kind(spec.kind)
-            for device in spec.devices:
-                name = names.qualified_name(vendor, cls, device.name)
+            for name in provided:
                 old = registry.devices.get(name)
                 if old is not None and old.priority == priority:
                     conflicted.add(name)

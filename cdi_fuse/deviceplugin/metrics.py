@@ -1,8 +1,12 @@
-"""Prometheus metrics and the /healthz + /metrics HTTP endpoint."""
+"""Prometheus metrics and the /healthz, /livez and /metrics HTTP endpoint.
+
+Imported only when `--metrics-address` is given: prometheus_client costs the plugin process ~3 MB.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
@@ -12,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from cdi_fuse import errors
 from cdi_fuse.deviceplugin import api
 
 __all__ = ["MetricsServer", "PluginMetrics", "parse_address"]
@@ -20,6 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class PluginMetrics:
+    """The plugin's metrics; an api.PluginObserver."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.registrations = Counter(
@@ -33,7 +40,7 @@ class PluginMetrics:
         )
         self.kubelet_restarts = Counter(
             "cdi_fuse_kubelet_restarts",
-            "Kubelet restarts seen (sockets removed or kubelet.sock re-created).",
+            "Kubelet restarts seen (kubelet.sock created again).",
             registry=self.registry,
         )
         self.allocations = Counter(
@@ -45,7 +52,7 @@ class PluginMetrics:
         self.device_healthy = Gauge(
             "cdi_fuse_device_healthy", "1 while the FUSE device is healthy.", registry=self.registry
         )
-        self.registered = Gauge(
+        self.registered_gauge = Gauge(
             "cdi_fuse_registered",
             "1 while the resource is registered with the kubelet.",
             ["resource"],
@@ -57,33 +64,62 @@ class PluginMetrics:
         self.spec_writes = Counter(
             "cdi_fuse_spec_writes", "CDI spec files (re)written by the plugin.", registry=self.registry
         )
+        self._allocation_children: dict[tuple[str, str], Counter] = {}
 
-    def set_decision(self, decision: api.Decision) -> None:
+    def registered(self, resource: str, registered: bool) -> None:
+        if registered:
+            self.registrations.labels(resource).inc()
+        self.registered_gauge.labels(resource).set(1 if registered else 0)
+
+    def registration_failed(self, resource: str) -> None:
+        self.registration_failures.labels(resource).inc()
+
+    def kubelet_restarted(self) -> None:
+        self.kubelet_restarts.inc()
+
+    def device_health(self, healthy: bool) -> None:
+        self.device_healthy.set(1 if healthy else 0)
+
+    def decision(self, decision: api.Decision) -> None:
         for name in api.ALL_STRATEGIES:
             self.strategy.labels(name).set(1 if name in decision.strategies else 0)
 
-    def observer(self, resource: str) -> Callable[[str, int], None]:
-        children: dict[str, Counter] = {}
+    def spec_written(self) -> None:
+        self.spec_writes.inc()
 
-        def observe(label: str, containers: int) -> None:
-            child = children.get(label)
-            if child is None:
-                child = children[label] = self.allocations.labels(resource, label)
-            child.inc(containers)
-
-        return observe
+    def allocated(self, resource: str, label: str, containers: int) -> None:
+        child = self._allocation_children.get((resource, label))
+        if child is None:
+            child = self._allocation_children[(resource, label)] = self.allocations.labels(resource, label)
+        child.inc(containers)
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:9400`) into a bind pair; ValueError when malformed."""
+    """`host:port`, IPv6 as `[::1]:9400`, into a bind pair (an empty host means every IPv4 address, port 0
+    one the kernel picks)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid metrics address {address!r}: expected host:port, e.g. 127.0.0.1:9400")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    valid = bool(sep) and port.isdigit() and int(port) < 65536 and (bracketed or ":" not in host)
+    if valid and bracketed:
+        try:
+            valid = ipaddress.ip_address(host).version == 6
+        except ValueError:
+            valid = False
+    if not valid:
+        raise errors.InvalidOptionError(
+            f"invalid metrics address {address!r}: expected host:port, e.g. 127.0.0.1:9400 or [::1]:9400",
+            option="--metrics-address",
+        )
+    return host or "0.0.0.0", int(port)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class MetricsServer:
-    """Serves /metrics and /healthz (200 only while `is_healthy()`) in a daemon thread."""
+    """Serves /metrics, /livez and /healthz (200 only while `is_healthy()`) in a daemon thread."""
 
     def __init__(self, address: str, metrics: PluginMetrics, is_healthy: Callable[[], tuple[bool, str]]) -> None:
         host, port = parse_address(address)
@@ -112,23 +148,30 @@ class MetricsServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._httpd = server_class((host, port), Handler)
         self._httpd.daemon_threads = True
-        self.address = self._httpd.server_address
+        self.address: tuple[str, int] = (str(self._httpd.server_address[0]), int(self._httpd.server_address[1]))
         # A long poll interval: the loop is woken by a connection at stop, so idle costs no CPU.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 3600}, name="metrics", daemon=True
         )
 
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
     def start(self) -> None:
         self._thread.start()
-        log.info("serving /metrics and /healthz on %s:%s", self.address[0], self.address[1])
+        log.info("serving /metrics, /livez and /healthz on %s", self.url)
 
     def stop(self) -> None:
         stopper = threading.Thread(target=self._httpd.shutdown, daemon=True)
         stopper.start()
-        host = "127.0.0.1" if self.address[0] in ("0.0.0.0", "") else str(self.address[0])
+        host, port = self.address
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
         with contextlib.suppress(OSError):
-            socket.create_connection((host, int(self.address[1])), timeout=1).close()
+            socket.create_connection((wildcard.get(host, host), port), timeout=1).close()
         stopper.join(5)
         self._httpd.server_close()

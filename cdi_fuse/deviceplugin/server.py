@@ -11,7 +11,7 @@ from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse._proto import deviceplugin_pb2_grpc as pb_grpc
 from cdi_fuse.deviceplugin import api, state, strategies
 
-__all__ = ["HEALTHY", "UNHEALTHY", "DevicePluginService", "plugin_options"]
+__all__ = ["HEALTHY", "UNHEALTHY", "DeviceLists", "DevicePluginService", "plugin_options"]
 
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
@@ -20,7 +20,7 @@ AllocationObserver = Callable[[str, int], None]  # (decision label, containers)
 
 
 def plugin_options() -> pb.DevicePluginOptions:
-    """Options sent at Register and from GetDevicePluginOptions: the same object, so they cannot differ."""
+    """Options sent at Register and from GetDevicePluginOptions: one function makes both, so they cannot differ."""
     return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=False)
 
 
@@ -46,12 +46,31 @@ def _to_proto(allocation: api.Allocation) -> pb.ContainerAllocateResponse:
     )
 
 
+class DeviceLists:
+    """The ListAndWatch answers of one resource, healthy and unhealthy: built once, shared by every serve."""
+
+    def __init__(self, device_ids: Sequence[api.DeviceId]) -> None:
+        self.known = frozenset(device_ids)
+        self._lists = {
+            healthy: pb.ListAndWatchResponse(
+                devices=[pb.Device(ID=i, health=HEALTHY if healthy else UNHEALTHY) for i in device_ids]
+            )
+            for healthy in (True, False)
+        }
+
+    def answer(self, healthy: bool) -> pb.ListAndWatchResponse:
+        return self._lists[healthy]
+
+
 class DevicePluginService(pb_grpc.DevicePluginServicer):
+    """One serve's service. GetPreferredAllocation is not offered (options say so, the base class answers
+    UNIMPLEMENTED): every ID grants the same shared device, so there is nothing to prefer."""
+
     def __init__(
         self,
         *,
         resource_name: str,
-        device_ids: Sequence[api.DeviceId],
+        device_lists: DeviceLists,
         plugin_state: state.PluginState,
         builder: strategies.AllocationBuilder,
         on_allocate: AllocationObserver | None = None,
@@ -59,17 +78,11 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):
         self.resource_name = resource_name
         self._state = plugin_state
         self._builder = builder
-        self._known = frozenset(device_ids)
+        self._lists = device_lists
         self._on_allocate = on_allocate
         self._closing = threading.Event()
-        self._lists = {
-            healthy: pb.ListAndWatchResponse(
-                devices=[pb.Device(ID=i, health=HEALTHY if healthy else UNHEALTHY) for i in device_ids]
-            )
-            for healthy in (True, False)
-        }
-        # Responses differ only by decision and by the first device ID (annotation key).
-        self._responses: dict[tuple[frozenset[str], str], pb.ContainerAllocateResponse] = {}
+        # Without annotations a container's answer depends on the decision only: at most one per decision.
+        self._responses: dict[frozenset[str], pb.ContainerAllocateResponse] = {}
 
     def close(self) -> None:
         """End open ListAndWatch streams."""
@@ -93,39 +106,26 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):
             if snapshot is None:
                 return
             seen = snapshot.version
-            yield self._lists[snapshot.healthy]
-
-    def GetPreferredAllocation(
-        self, request: pb.PreferredAllocationRequest, context: grpc.ServicerContext
-    ) -> pb.PreferredAllocationResponse:
-        responses = []
-        for creq in request.container_requests:
-            chosen = list(creq.must_include_deviceIDs)
-            for device_id in creq.available_deviceIDs:
-                if len(chosen) >= creq.allocation_size:
-                    break
-                if device_id not in chosen:
-                    chosen.append(device_id)
-            responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=chosen))
-        return pb.PreferredAllocationResponse(container_responses=responses)
+            yield self._lists.answer(snapshot.healthy)
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> pb.AllocateResponse:
         decision = self._state.decision
+        known = self._lists.known
+        cacheable = api.CDI_ANNOTATIONS not in decision.strategies
         responses = []
         for creq in request.container_requests:
             ids = creq.devices_ids
             for device_id in ids:
-                if device_id not in self._known:
+                if device_id not in known:
                     context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,
                         f"unknown device id {_shorten(device_id)} for resource {self.resource_name!r}",
                     )
-            key = (decision.strategies, ids[0] if ids else "")
-            response = self._responses.get(key)
+            response = self._responses.get(decision.strategies) if cacheable else None
             if response is None:
-                ids_typed = [api.DeviceId(i) for i in ids]
-                response = _to_proto(self._builder.build(ids_typed, decision.strategies))
-                self._responses[key] = response
+                response = _to_proto(self._builder.build([api.DeviceId(i) for i in ids], decision.strategies))
+                if cacheable:
+                    self._responses[decision.strategies] = response
             responses.append(response)
         if self._on_allocate is not None:
             self._on_allocate(decision.label, len(responses))

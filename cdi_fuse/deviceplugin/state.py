@@ -18,7 +18,11 @@ class HealthSnapshot:
 
 
 class PluginState:
-    """Health and decision behind one lock; ListAndWatch streams wait on health changes."""
+    """Health and decision; writers take the lock, ListAndWatch streams wait on health changes under it.
+
+    Readers of `healthy` and `decision` do not lock: each is one attribute replaced whole, so a read sees
+    the old or the new value (Allocate reads the decision on its hot path).
+    """
 
     def __init__(self, *, healthy: bool, decision: api.Decision) -> None:
         self._cond = threading.Condition()

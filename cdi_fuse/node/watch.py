@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,11 @@ class DirEvent:
     def directory_gone(self) -> bool:
         return bool(self.mask & (_FLAGS.DELETE_SELF | _FLAGS.MOVE_SELF | _FLAGS.IGNORED))
 
+    @property
+    def overflow(self) -> bool:
+        """The kernel's queue overflowed: events were lost, so everything must be looked at again."""
+        return bool(self.mask & _FLAGS.Q_OVERFLOW)
+
 
 class DirWatcher:
     """Watches a set of directories; `wait` blocks until events arrive, `wake` is called, or timeout."""
@@ -55,6 +61,9 @@ class DirWatcher:
         self._poll = select.poll()
         self._poll.register(self._inotify.fileno(), select.POLLIN)
         self._poll.register(self._wake_read, select.POLLIN)
+        self._closed = False
+        # Re-entrant: `wake` may run in a signal handler that interrupted `close` in the same thread.
+        self._lock = threading.RLock()
 
     def watch(self, directory: Path, *, contents: bool = True) -> bool:
         """Start watching a directory; False when it does not exist (yet).
@@ -74,12 +83,13 @@ class DirWatcher:
         self._dirs[wd] = directory
         return True
 
-    def is_watching(self, directory: Path) -> bool:
-        return directory in self._dirs.values()
-
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_write, b"x")
+        """Make `wait` return; after `close` it does nothing (the fd number may belong to someone else now)."""
+        with self._lock:
+            if self._closed:
+                return
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_write, b"x")
 
     def wait(self, timeout: float | None) -> list[DirEvent]:
         """Events since the last call; empty on timeout or wake-up."""
@@ -91,6 +101,9 @@ class DirWatcher:
             return []
         events = []
         for event in self._inotify.read(timeout=0):
+            if event.mask & _FLAGS.Q_OVERFLOW:
+                events.append(DirEvent(Path(), "", event.mask))
+                continue
             directory = self._dirs.get(event.wd)
             if directory is None:
                 continue
@@ -100,7 +113,11 @@ class DirWatcher:
         return events
 
     def close(self) -> None:
-        self._inotify.close()
-        for fd in (self._wake_read, self._wake_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._inotify.close()
+            for fd in (self._wake_read, self._wake_write):
+                with contextlib.suppress(OSError):
+                    os.close(fd)

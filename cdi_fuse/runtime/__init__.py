@@ -4,6 +4,7 @@ from cdi_fuse.runtime.cri import (
     DEFAULT_CDI_SPEC_DIRS,
     DEFAULT_ENDPOINTS,
     RuntimeInfo,
+    RuntimeProbe,
     probe_runtime,
     query_runtime,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "DEFAULT_CDI_SPEC_DIRS",
     "DEFAULT_ENDPOINTS",
     "RuntimeInfo",
+    "RuntimeProbe",
     "probe_runtime",
     "query_runtime",
 ]

@@ -19,6 +19,7 @@ import stat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from cdi_fuse import defaults, errors
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_CDI_SPEC_DIRS",
     "DEFAULT_ENDPOINTS",
     "RuntimeInfo",
+    "RuntimeProbe",
     "parse_version",
     "probe_runtime",
     "query_runtime",
@@ -63,6 +65,24 @@ class RuntimeInfo:
     reason: str
     # False when the runtime did not say which dirs it scans and `cdi_spec_dirs` are the defaults
     cdi_spec_dirs_reported: bool = True
+
+    @property
+    def description(self) -> str:
+        return f"{self.runtime_name} {self.runtime_version}".strip() or "unnamed runtime"
+
+
+class RuntimeProbe:
+    """Asks the first answering endpoint (a deviceplugin.api.RuntimeProbe: the plugin's `auto` uses it)."""
+
+    def __init__(self, endpoints: Sequence[str] = DEFAULT_ENDPOINTS, *, timeout: float = defaults.RUNTIME_TIMEOUT_S):
+        self.endpoints = tuple(endpoints)
+        self.timeout = timeout
+        self.socket_paths = tuple(
+            Path(os.path.abspath(socket_path(e))) for e in self.endpoints if e.startswith("unix://") or "://" not in e
+        )
+
+    def __call__(self) -> RuntimeInfo:
+        return probe_runtime(self.endpoints, timeout=self.timeout)
 
 
 def socket_path(endpoint: str) -> str:

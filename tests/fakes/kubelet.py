@@ -5,11 +5,16 @@
   whether the plugin's socket already accepted connections, then (asynchronously, like the kubelet)
   dials the plugin's socket, calls GetDevicePluginOptions, then keeps a ListAndWatch stream open and
   records every list;
-- `restart()` deletes every socket in the dir (the checkpoint file aside) and serves kubelet.sock again;
+- `start()` deletes every file in the dir (the checkpoint aside), then serves kubelet.sock, as the real
+  kubelet's device manager does; `restart()` is stop + start; restarts can come back to back, with or
+  without a pause (`restarts_in_a_row()`), from a Register in progress (`restart_during_register()`), or
+  half done (`stop()`, then `start()` later; `flash()` serves kubelet.sock for a moment only; `kill()`
+  leaves a stale kubelet.sock behind as the real kubelet does on SIGTERM);
+- every Register is recorded with the kubelet instance (`generation`) that received it;
 - `allocate()` calls Allocate on a registered plugin the way the kubelet does.
 
 `plugin_config()` builds a PluginConfig for a plugin in the fake kubelet's dir with a test device node;
-`plugin_thread()` runs a `lifecycle.Manager` in a thread (the way `cdi-fuse plugin` runs it) and
+`plugin_thread()` runs a `loop.PluginLoop` in a thread (the way `cdi-fuse plugin` runs it) and
 always stops it.
 """
 
@@ -21,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -31,7 +37,7 @@ import grpc
 
 from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse._proto import deviceplugin_pb2_grpc as pb_grpc
-from cdi_fuse.deviceplugin import lifecycle, strategies
+from cdi_fuse.deviceplugin import loop, strategies
 from cdi_fuse.node import generate
 
 KUBELET_SOCKET = "kubelet.sock"
@@ -77,7 +83,18 @@ class PluginConnection:
             return self.lists[-1]
 
 
-class FakeKubelet(pb_grpc.RegistrationServicer):
+class _Instance(pb_grpc.RegistrationServicer):
+    """The Registration service of one kubelet instance (one start): Registers are counted per instance."""
+
+    def __init__(self, kubelet: FakeKubelet, generation: int) -> None:
+        self.kubelet = kubelet
+        self.generation = generation
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.Empty:
+        return self.kubelet.register(request, context, self.generation)
+
+
+class FakeKubelet:
     def __init__(self, plugin_dir: Path) -> None:
         self.plugin_dir = plugin_dir
         self.requests: list[pb.RegisterRequest] = []
@@ -88,9 +105,13 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         self._server: grpc.Server | None = None
         self._registered = threading.Condition()
         self.restarts = 0
+        self.generation = 0  # which kubelet instance is serving: +1 at every start
+        self.generations: list[int] = []  # per Register call, the instance that received it
+        # Called inside Register before it answers (e.g. to restart the kubelet while a Register is in flight).
+        self.on_register: Callable[[pb.RegisterRequest], None] | None = None
 
-    # Registration service
-    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.Empty:
+    # Registration service of the kubelet instance `generation`
+    def register(self, request: pb.RegisterRequest, context: grpc.ServicerContext, generation: int) -> pb.Empty:
         if request.version != "v1beta1":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported version {request.version!r}")
         if not request.endpoint or "/" in request.endpoint:
@@ -101,11 +122,14 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         with self._registered:
             self.requests.append(request)
             self.served_at_register.append(served)
+            self.generations.append(generation)
             self._registered.notify_all()
-        threading.Thread(target=self._connect, args=(request,), daemon=True).start()
+        if self.on_register is not None:
+            self.on_register(request)
+        threading.Thread(target=self._connect, args=(request, generation), daemon=True).start()
         return pb.Empty()
 
-    def _connect(self, request: pb.RegisterRequest) -> None:
+    def _connect(self, request: pb.RegisterRequest, generation: int) -> None:
         channel = grpc.insecure_channel(f"unix:{self.plugin_dir / request.endpoint}")
         conn = PluginConnection(request=request, channel=channel)
         try:
@@ -113,6 +137,9 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
             stream = conn.stub.ListAndWatch(pb.Empty())
             conn.stream = stream
             with self._registered:
+                if generation != self.generation:  # registered with an instance that is gone since
+                    conn.channel.close()
+                    return
                 old = self.plugins.get(request.resource_name)
                 self.plugins[request.resource_name] = conn
                 self._registered.notify_all()
@@ -132,8 +159,13 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
 
     # control
     def start(self) -> None:
+        """Start as the kubelet's device manager does: delete every file in the dir (the checkpoint aside),
+        then serve kubelet.sock."""
+        self.delete_sockets()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fake-kubelet"))
-        pb_grpc.add_RegistrationServicer_to_server(self, server)
+        with self._registered:
+            self.generation += 1
+            pb_grpc.add_RegistrationServicer_to_server(_Instance(self, self.generation), server)
         server.add_insecure_port(f"unix:{self.plugin_dir / KUBELET_SOCKET}")
         server.start()
         self._server = server
@@ -150,6 +182,13 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
         with contextlib.suppress(FileNotFoundError):
             (self.plugin_dir / KUBELET_SOCKET).unlink()
 
+    def kill(self) -> None:
+        """The kubelet process ends without cleaning up, as on SIGTERM: kubelet.sock stays, nobody serves it."""
+        self.stop()
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(str(self.plugin_dir / KUBELET_SOCKET))
+        stale.close()
+
     def delete_sockets(self) -> None:
         for entry in self.plugin_dir.iterdir():
             if entry.name != CHECKPOINT:
@@ -159,9 +198,48 @@ class FakeKubelet(pb_grpc.RegistrationServicer):
     def restart(self) -> None:
         """What a kubelet restart looks like to a plugin: every socket deleted, then kubelet.sock again."""
         self.stop()
-        self.delete_sockets()
         self.restarts += 1
         self.start()
+
+    def restarts_in_a_row(self, count: int, *, pause: Callable[[], float] = lambda: 0.0) -> None:
+        """`count` restarts back to back, sleeping `pause()` seconds between them (a crash-looping kubelet)."""
+        for index in range(count):
+            if index:
+                time.sleep(pause())
+            self.restart()
+
+    def flash(self, seconds: float = 0.0) -> None:
+        """kubelet.sock appears and vanishes again (after `seconds`), e.g. before a plugin can dial it."""
+        self.start()
+        time.sleep(seconds)
+        self.stop()
+
+    def restart_during_register(self, times: int = 1) -> None:
+        """The next `times` Register calls each restart the kubelet while the call is in flight."""
+        left = [times]
+
+        def hook(request: pb.RegisterRequest) -> None:
+            if left[0] <= 0:
+                return
+            left[0] -= 1
+            restarting = threading.Thread(target=self.restart, daemon=True)
+            restarting.start()
+            restarting.join(5)  # the Register answers (or fails) only after the restart
+
+        self.on_register = hook
+
+    def registrations_with_current(self, resource: str, *, live_only: bool = True) -> int:
+        """How many Register calls for `resource` the kubelet instance serving now received; with `live_only`,
+        only those whose socket was being served when the call arrived (a Register for a socket deleted in
+        the meantime is one no kubelet can use: the plugin must serve again and register again)."""
+        with self._registered:
+            return sum(
+                1
+                for request, generation, served in zip(
+                    self.requests, self.generations, self.served_at_register, strict=True
+                )
+                if request.resource_name == resource and generation == self.generation and (served or not live_only)
+            )
 
     def wait_for_registrations(self, count: int, timeout: float = 5.0) -> list[pb.RegisterRequest]:
         with self._registered:
@@ -219,7 +297,7 @@ def plugin_config(
     strategy: str = "cdi",
     permissions: str = "rw",
     **overrides: Any,
-) -> lifecycle.PluginConfig:
+) -> loop.PluginConfig:
     """A plugin serving the fake kubelet's dir, probing `device` (a test node standing in for the host's
     /dev/fuse), writing its spec into `spec_dir`; no runtime probe, a safety interval of an hour so only
     events drive it. `overrides` are further PluginConfig fields."""
@@ -239,13 +317,13 @@ def plugin_config(
         "safety_interval": 3600.0,
         **overrides,
     }
-    return lifecycle.PluginConfig(**fields)
+    return loop.PluginConfig(**fields)
 
 
 class PluginThread:
-    """A Manager running in a thread; `error` holds what `run()` raised, if anything."""
+    """A PluginLoop running in a thread; `error` holds what `run()` raised, if anything."""
 
-    def __init__(self, manager: lifecycle.Manager) -> None:
+    def __init__(self, manager: loop.PluginLoop) -> None:
         self.manager = manager
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="plugin", daemon=True)
@@ -264,7 +342,7 @@ class PluginThread:
 
 
 @contextlib.contextmanager
-def plugin_thread(manager: lifecycle.Manager) -> Iterator[PluginThread]:
+def plugin_thread(manager: loop.PluginLoop) -> Iterator[PluginThread]:
     """Run `manager.run()` in a thread for the duration of the block; always stopped and joined."""
     runner = PluginThread(manager)
     runner.thread.start()

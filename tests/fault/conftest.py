@@ -8,20 +8,19 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from cdi_fuse.deviceplugin import lifecycle
+from cdi_fuse.deviceplugin import endpoint
 from tests.conftest import CharDeviceFactory
 from tests.fakes import kubelet as fake
 
 CDI_FUSE = Path(sys.executable).parent / "cdi-fuse"
 RESOURCE = "cdi-fuse.io/fuse"
-SOCKET_NAME = lifecycle.socket_name(RESOURCE)
+SOCKET_NAME = endpoint.socket_name(RESOURCE)
 
 
 @dataclass
@@ -53,14 +52,6 @@ def task_count(pid: int) -> int:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> int:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cdi_fuse.deviceplugin import lifecycle
+from cdi_fuse.deviceplugin import loop
 from tests.fakes.kubelet import FakeKubelet, fake_kubelet, plugin_config, plugin_thread
 
-StartPlugin = Callable[..., lifecycle.Manager]
+StartPlugin = Callable[..., loop.PluginLoop]
 
 
 @pytest.fixture
@@ -28,9 +28,10 @@ def start_plugin(
     """Factory: run a plugin (PluginConfig overrides as keywords) until the test ends."""
     with contextlib.ExitStack() as stack:
 
-        def start(**overrides: Any) -> lifecycle.Manager:
+        def start(**overrides: Any) -> loop.PluginLoop:
+            observer = overrides.pop("observer", None)
             config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", **overrides)
-            manager = lifecycle.Manager(config)
+            manager = loop.PluginLoop(config, observer=observer)
             stack.enter_context(plugin_thread(manager))
             return manager
 

@@ -1,11 +1,11 @@
-"""`cdi-fuse plugin` options: each reaches PluginConfig (or the metrics server) with the right default;
-errors become exit codes. The library entry (lifecycle.Manager) is replaced by a recorder."""
+"""`cdi-fuse plugin` options: each reaches the PluginConfig handed to the one library entry point
+(`loop.run_plugin`, replaced by a recorder) with the default from cdi_fuse.defaults; library errors become
+exit codes."""
 
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,27 +13,19 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cdi_fuse import cli, doctor, errors
-from cdi_fuse.deviceplugin import api, lifecycle
-from cdi_fuse.deviceplugin import metrics as plugin_metrics
+from cdi_fuse import cli, defaults, errors
+from cdi_fuse.deviceplugin import loop
 from cdi_fuse.runtime import cri
 
 
 @dataclass
 class Recorded:
-    configs: list[lifecycle.PluginConfig] = field(default_factory=list)
-    metrics: list[plugin_metrics.PluginMetrics | None] = field(default_factory=list)
-    runs: int = 0
-    metrics_servers: list[tuple[str, plugin_metrics.PluginMetrics]] = field(default_factory=list)
-    probe_endpoints: list[list[str]] = field(default_factory=list)
-    signals: dict[int, Callable[..., Any]] = field(default_factory=dict)
-    init_error: Exception | None = None
-    run_error: Exception | None = None
-    stops: int = 0
+    calls: list[tuple[loop.PluginConfig, str | None]] = field(default_factory=list)
+    error: Exception | None = None
 
     @property
-    def config(self) -> lifecycle.PluginConfig:
-        (config,) = self.configs
+    def config(self) -> loop.PluginConfig:
+        ((config, _),) = self.calls
         return config
 
 
@@ -41,45 +33,12 @@ class Recorded:
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
     record = Recorded()
 
-    class RecordingManager:
-        def __init__(self, config: lifecycle.PluginConfig, *, metrics: plugin_metrics.PluginMetrics | None = None):
-            if record.init_error is not None:
-                raise record.init_error
-            record.configs.append(config)
-            record.metrics.append(metrics)
+    def run_plugin(config: loop.PluginConfig, *, metrics_address: str | None = None) -> None:
+        record.calls.append((config, metrics_address))
+        if record.error is not None:
+            raise record.error
 
-        def run(self) -> None:
-            record.runs += 1
-            if record.run_error is not None:
-                raise record.run_error
-
-        def stop(self) -> None:
-            record.stops += 1
-
-        def health_report(self) -> tuple[bool, str]:
-            return True, "recorded"
-
-    class RecordingMetricsServer:
-        def __init__(self, address: str, metrics: plugin_metrics.PluginMetrics, is_healthy: object) -> None:
-            plugin_metrics.parse_address(address)
-            record.metrics_servers.append((address, metrics))
-
-        def start(self) -> None:
-            pass
-
-        def stop(self) -> None:
-            pass
-
-    real_probe = doctor.runtime_probe
-
-    def recording_probe(endpoints: Sequence[str], *, timeout: float = 2.0) -> api.RuntimeProbe:
-        record.probe_endpoints.append(list(endpoints))
-        return real_probe(endpoints, timeout=timeout)
-
-    monkeypatch.setattr(lifecycle, "Manager", RecordingManager)
-    monkeypatch.setattr(plugin_metrics, "MetricsServer", RecordingMetricsServer)
-    monkeypatch.setattr(doctor, "runtime_probe", recording_probe)
-    monkeypatch.setattr(signal, "signal", lambda signum, handler: record.signals.__setitem__(signum, handler))
+    monkeypatch.setattr(loop, "run_plugin", run_plugin)
     root = logging.getLogger()
     level = root.level
     yield record
@@ -93,16 +52,20 @@ def invoke(*args: str) -> Any:
 def test_defaults(recorded: Recorded) -> None:
     result = invoke()
     assert result.exit_code == 0, result.output
-    config = recorded.config
-    assert config.plugin_dir == Path("/var/lib/kubelet/device-plugins")
-    assert tuple(config.resource_names) == ("cdi-fuse.io/fuse",)
-    assert config.count == 110
+    ((config, metrics_address),) = recorded.calls
+    assert config == loop.PluginConfig(
+        strategy=config.strategy,
+        generate_options=config.generate_options,
+        runtime_probe=config.runtime_probe,
+    )  # every other field is the library's default
+    assert config.plugin_dir == defaults.PLUGIN_DIR == Path("/var/lib/kubelet/device-plugins")
+    assert config.resource_names == (defaults.RESOURCE_NAME,) == ("cdi-fuse.io/fuse",)
+    assert config.count == defaults.COUNT == 110
     assert config.strategy.is_auto
-    assert tuple(config.spec_dirs) == (Path("/etc/cdi"), Path("/var/run/cdi"))
+    assert config.spec_dirs == defaults.SPEC_DIRS == (Path("/etc/cdi"), Path("/var/run/cdi"))
     assert config.write_spec is True
     options = config.generate_options
-    assert options.device_path == Path("/dev/fuse")
-    assert options.host_path == Path("/dev/fuse")
+    assert options.device_path == options.host_path == defaults.DEVICE_PATH == Path("/dev/fuse")
     assert options.spec_dir == Path("/etc/cdi")
     assert (options.vendor, options.cls, options.device_name, options.permissions) == (
         "cdi-fuse.io",
@@ -110,18 +73,10 @@ def test_defaults(recorded: Recorded) -> None:
         "fuse",
         "rw",
     )
-    assert recorded.metrics == [None] and recorded.metrics_servers == []
-    assert recorded.probe_endpoints == [list(cri.DEFAULT_ENDPOINTS)]
-    assert config.runtime_probe is not None
-    assert recorded.runs == 1
+    assert isinstance(config.runtime_probe, cri.RuntimeProbe)
+    assert config.runtime_probe.endpoints == defaults.RUNTIME_ENDPOINTS
+    assert metrics_address is None
     assert logging.getLogger().level == logging.INFO
-
-
-def test_library_defaults_match_the_cli() -> None:
-    config = lifecycle.PluginConfig()
-    assert config.plugin_dir == lifecycle.DEFAULT_PLUGIN_DIR == Path("/var/lib/kubelet/device-plugins")
-    assert config.count == lifecycle.DEFAULT_COUNT == 110
-    assert tuple(config.resource_names) == ("cdi-fuse.io/fuse",)
 
 
 @pytest.mark.parametrize(
@@ -180,7 +135,7 @@ def test_library_defaults_match_the_cli() -> None:
     ],
 )
 def test_option_reaches_the_config(
-    recorded: Recorded, args: list[str], check: Callable[[lifecycle.PluginConfig], object]
+    recorded: Recorded, args: list[str], check: Callable[[loop.PluginConfig], object]
 ) -> None:
     result = invoke(*args)
     assert result.exit_code == 0, result.output
@@ -190,7 +145,10 @@ def test_option_reaches_the_config(
 def test_runtime_endpoints(recorded: Recorded) -> None:
     result = invoke("--runtime-endpoint", "unix:///a.sock", "--runtime-endpoint", "unix:///b.sock")
     assert result.exit_code == 0, result.output
-    assert recorded.probe_endpoints == [["unix:///a.sock", "unix:///b.sock"]]
+    probe = recorded.config.runtime_probe
+    assert isinstance(probe, cri.RuntimeProbe)
+    assert probe.endpoints == ("unix:///a.sock", "unix:///b.sock")
+    assert probe.socket_paths == (Path("/a.sock"), Path("/b.sock"))  # watched: a runtime restart is asked again
 
 
 def test_runtime_probe_asks_the_given_endpoint(recorded: Recorded, tmp_path: Path) -> None:
@@ -203,26 +161,16 @@ def test_runtime_probe_asks_the_given_endpoint(recorded: Recorded, tmp_path: Pat
 
 
 def test_metrics_address(recorded: Recorded) -> None:
-    result = invoke("--metrics-address", "127.0.0.1:9400")
+    result = invoke("--metrics-address", "[::1]:9400")
     assert result.exit_code == 0, result.output
-    ((address, server_metrics),) = recorded.metrics_servers
-    assert address == "127.0.0.1:9400"
-    assert recorded.metrics == [server_metrics]  # the manager and the server share one PluginMetrics
+    ((_, metrics_address),) = recorded.calls
+    assert metrics_address == "[::1]:9400"
 
 
 def test_log_level(recorded: Recorded) -> None:
     result = invoke("--log-level", "warning")
     assert result.exit_code == 0, result.output
     assert logging.getLogger().level == logging.WARNING
-
-
-def test_signals_stop_the_manager(recorded: Recorded) -> None:
-    result = invoke()
-    assert result.exit_code == 0, result.output
-    assert set(recorded.signals) == {signal.SIGTERM, signal.SIGINT}
-    recorded.signals[signal.SIGTERM](signal.SIGTERM, None)
-    recorded.signals[signal.SIGINT](signal.SIGINT, None)
-    assert recorded.stops == 2
 
 
 @pytest.mark.parametrize(
@@ -232,38 +180,51 @@ def test_signals_stop_the_manager(recorded: Recorded) -> None:
         pytest.param(["--strategy", "auto,cdi"], "invalid strategy", id="strategy-auto-in-list"),
         pytest.param(["--count", "0"], "", id="count-0"),
         pytest.param(["--count", "many"], "", id="count-not-a-number"),
-        pytest.param(["--metrics-address", "9400"], "invalid metrics address", id="metrics-address"),
-        pytest.param(["--log-level", "chatty"], "Unknown level: 'CHATTY'", id="log-level"),
+        pytest.param(["--log-level", "chatty"], "invalid --log-level 'chatty'", id="log-level"),
         pytest.param(["--bogus"], "", id="unknown-option"),
     ],
 )
-def test_usage_errors_exit_2(recorded: Recorded, args: list[str], message: str) -> None:
+def test_usage_errors_exit_2_before_anything_runs(recorded: Recorded, args: list[str], message: str) -> None:
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output
-    assert recorded.runs == 0 and recorded.configs == []
+    assert recorded.calls == []
 
 
-def test_missing_device_exits_1_with_the_hint(recorded: Recorded) -> None:
-    recorded.init_error = errors.DeviceProbeError(
-        "device '/nope' does not exist", device=Path("/nope"), hint="load the kernel module with `modprobe fuse`"
-    )
-    result = invoke("--device-path", "/nope")
-    assert result.exit_code == 1
-    assert "error: device '/nope' does not exist" in result.output
-    assert "hint: load the kernel module with `modprobe fuse`" in result.output
-    assert recorded.runs == 0
-
-
-def test_socket_in_use_exits_1(recorded: Recorded) -> None:
-    recorded.run_error = errors.RegistrationError("another process is serving '/x.sock'; stop it first")
+@pytest.mark.parametrize(
+    ("error", "code", "lines"),
+    [
+        pytest.param(
+            errors.InvalidOptionError("invalid metrics address '9400': expected host:port", option="--metrics-address"),
+            2,
+            ["error: invalid metrics address '9400'"],
+            id="bad-metrics-address",
+        ),
+        pytest.param(
+            errors.InvalidNameError("invalid vendor name '-x'"), 2, ["error: invalid vendor name '-x'"], id="bad-name"
+        ),
+        pytest.param(
+            errors.DeviceProbeError(
+                "device '/nope' does not exist",
+                device=Path("/nope"),
+                hint="load the kernel module with `modprobe fuse`",
+            ),
+            1,
+            ["error: device '/nope' does not exist", "hint: load the kernel module with `modprobe fuse`"],
+            id="missing-device",
+        ),
+        pytest.param(
+            errors.RegistrationError("another process is serving '/x.sock'; stop it first"),
+            1,
+            ["error: another process is serving '/x.sock'"],
+            id="socket-in-use",
+        ),
+    ],
+)
+def test_library_errors_become_exit_codes(recorded: Recorded, error: Exception, code: int, lines: list[str]) -> None:
+    recorded.error = error
     result = invoke()
-    assert result.exit_code == 1
-    assert "error: another process is serving '/x.sock'" in result.output
-
-
-def test_bad_names_exit_1(recorded: Recorded) -> None:
-    recorded.init_error = errors.InvalidNameError("invalid vendor name '-x'")
-    result = invoke("--vendor", "-x")
-    assert result.exit_code == 1
-    assert "error: invalid vendor name '-x'" in result.output
+    assert result.exit_code == code, result.output
+    for line in lines:
+        assert line in result.output
+    assert "Traceback" not in result.output

@@ -1,4 +1,5 @@
-"""The DevicePlugin service: options, ListAndWatch, Allocate (per strategy), GetPreferredAllocation.
+"""The DevicePlugin service: options, ListAndWatch, Allocate (per strategy), GetPreferredAllocation (not
+offered: UNIMPLEMENTED, as the options say).
 
 Stream mechanics are checked on the service with a fake context; everything else over real gRPC on a
 unix socket, with the plugin registered to the fake kubelet."""
@@ -13,7 +14,7 @@ import grpc
 import pytest
 
 from cdi_fuse._proto import deviceplugin_pb2 as pb
-from cdi_fuse.deviceplugin import api, lifecycle, server, state, strategies
+from cdi_fuse.deviceplugin import api, loop, server, state, strategies
 from tests.fakes.kubelet import FakeKubelet, PluginConnection, plugin_config, plugin_thread
 from tests.unit.conftest import StartPlugin
 
@@ -40,7 +41,7 @@ class FakeContext:
 
 
 def make_service(plugin_state: state.PluginState, count: int = 2) -> server.DevicePluginService:
-    ids = lifecycle.device_ids("fuse", count)
+    ids = loop.device_ids("fuse", count)
     builder = strategies.AllocationBuilder(
         resource_name=RESOURCE,
         qualified_name=QUALIFIED,
@@ -50,7 +51,7 @@ def make_service(plugin_state: state.PluginState, count: int = 2) -> server.Devi
         device_ids=ids,
     )
     return server.DevicePluginService(
-        resource_name=RESOURCE, device_ids=ids, plugin_state=plugin_state, builder=builder
+        resource_name=RESOURCE, device_lists=server.DeviceLists(ids), plugin_state=plugin_state, builder=builder
     )
 
 
@@ -159,13 +160,13 @@ def test_device_ids_are_stable_across_plugin_and_kubelet_restarts(
         return [d.ID for d in conn.wait_for_list(lambda r: True).devices]
 
     config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", count=5)
-    with plugin_thread(lifecycle.Manager(config)):
+    with plugin_thread(loop.PluginLoop(config)):
         first = advertised()
         conn = kubelet.wait_for_plugin(RESOURCE)
         kubelet.restart()
         after_kubelet_restart = advertised(conn)
     last = kubelet.wait_for_plugin(RESOURCE)
-    with plugin_thread(lifecycle.Manager(config)):
+    with plugin_thread(loop.PluginLoop(config)):
         after_plugin_restart = advertised(last)
     assert first == after_kubelet_restart == after_plugin_restart == [f"fuse-{i}" for i in range(5)]
 
@@ -268,34 +269,18 @@ def test_allocate_follows_the_current_decision(kubelet: FakeKubelet, start_plugi
     assert not response.cdi_devices and [d.host_path for d in response.devices] == ["/dev/fuse"]
 
 
-@pytest.mark.parametrize(
-    ("available", "must", "size", "expected"),
-    [
-        pytest.param(["fuse-0", "fuse-1", "fuse-2"], [], 2, ["fuse-0", "fuse-1"], id="first-available"),
-        pytest.param(["fuse-0", "fuse-1", "fuse-2"], ["fuse-2"], 2, ["fuse-2", "fuse-0"], id="must-include-first"),
-        pytest.param(["fuse-0", "fuse-1"], ["fuse-1"], 1, ["fuse-1"], id="must-fills-it"),
-        pytest.param(["fuse-0"], [], 3, ["fuse-0"], id="fewer-than-asked"),
-    ],
-)
-def test_preferred_allocation(
-    kubelet: FakeKubelet,
-    start_plugin: StartPlugin,
-    available: list[str],
-    must: list[str],
-    size: int,
-    expected: list[str],
-) -> None:
+def test_preferred_allocation_is_not_offered(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
+    """Every ID grants the same shared device: nothing to prefer, so the plugin says it has no preference and
+    the kubelet never asks (a kubelet that asks anyway gets UNIMPLEMENTED, not a made-up answer)."""
     start_plugin()
     conn = kubelet.wait_for_plugin(RESOURCE)
+    assert conn.options is not None and not conn.options.get_preferred_allocation_available
     request = pb.PreferredAllocationRequest(
-        container_requests=[
-            pb.ContainerPreferredAllocationRequest(
-                available_deviceIDs=available, must_include_deviceIDs=must, allocation_size=size
-            )
-        ]
+        container_requests=[pb.ContainerPreferredAllocationRequest(available_deviceIDs=["fuse-0"], allocation_size=1)]
     )
-    (response,) = conn.stub.GetPreferredAllocation(request, timeout=5).container_responses
-    assert list(response.deviceIDs) == expected
+    with pytest.raises(grpc.RpcError) as caught:
+        conn.stub.GetPreferredAllocation(request, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_pre_start_container_is_a_no_op(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
@@ -308,7 +293,7 @@ def test_pre_start_container_is_a_no_op(kubelet: FakeKubelet, start_plugin: Star
 def test_allocations_are_reported_to_the_observer() -> None:
     seen: list[tuple[str, int]] = []
     plugin_state = state.PluginState(healthy=True, decision=api.Decision(frozenset({"cdi", "device-spec"}), "t"))
-    ids = lifecycle.device_ids("fuse", 2)
+    ids = loop.device_ids("fuse", 2)
     builder = strategies.AllocationBuilder(
         resource_name=RESOURCE,
         qualified_name=QUALIFIED,
@@ -319,7 +304,7 @@ def test_allocations_are_reported_to_the_observer() -> None:
     )
     service = server.DevicePluginService(
         resource_name=RESOURCE,
-        device_ids=ids,
+        device_lists=server.DeviceLists(ids),
         plugin_state=plugin_state,
         builder=builder,
         on_allocate=lambda label, containers: seen.append((label, containers)),

@@ -77,7 +77,7 @@ def test_ready_node_with_cdi_runtime_picks_cdi(node: dict[str, Path]) -> None:
     assert checks["kubelet"].status == "ok"
     assert "AppArmor enabled" in checks["security"].detail
     assert "apparmor" in checks["security"].hint.lower()
-    assert report.strategy == "cdi+cdi-annotations"
+    assert report.strategy == "cdi"
 
 
 @requires_fuse
@@ -158,7 +158,7 @@ def test_doctor_cli_text_ready(node: dict[str, Path]) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "strategy auto would use: cdi+cdi-annotations+device-spec" in result.output
+    assert "strategy auto would use: cdi+device-spec" in result.output
     assert "verdict: ready for FUSE pods" in result.output
 
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics, the /healthz + /metrics endpoint, and the figures a running plugin reports."""
+"""Prometheus metrics, the /healthz + /metrics endpoint (IPv4 and IPv6), and the figures a running plugin
+reports; /healthz is ready only while the resource is registered with a kubelet that answers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from cdi_fuse.deviceplugin import api, lifecycle, metrics
+from cdi_fuse import errors
+from cdi_fuse.deviceplugin import api, loop, metrics
 from tests.fakes.fake_cri import short_tmp_dir
 from tests.fakes.kubelet import FakeKubelet, fake_kubelet, plugin_config, plugin_thread
 
@@ -33,17 +35,11 @@ def get(address: tuple[object, ...], path: str) -> tuple[int, str]:
         connection.close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving(
     plugin_metrics: metrics.PluginMetrics, is_healthy: Callable[[], tuple[bool, str]]
 ) -> Iterator[metrics.MetricsServer]:
-    metrics_server = metrics.MetricsServer(f"127.0.0.1:{free_port()}", plugin_metrics, is_healthy)
+    metrics_server = metrics.MetricsServer("127.0.0.1:0", plugin_metrics, is_healthy)  # the kernel picks the port
     metrics_server.start()
     try:
         yield metrics_server
@@ -62,6 +58,8 @@ def serving(
         pytest.param("[::1]:9400", ("::1", 9400), id="ipv6"),
         pytest.param("localhost:1", ("localhost", 1), id="name-port-1"),
         pytest.param("0.0.0.0:65535", ("0.0.0.0", 65535), id="max-port"),
+        pytest.param("127.0.0.1:0", ("127.0.0.1", 0), id="any-port"),
+        pytest.param("[::]:9400", ("::", 9400), id="ipv6-any"),
     ],
 )
 def test_parse_address(address: str, expected: tuple[str, int]) -> None:
@@ -74,34 +72,53 @@ def test_parse_address(address: str, expected: tuple[str, int]) -> None:
         pytest.param("9400", id="no-colon"),
         pytest.param("127.0.0.1:", id="no-port"),
         pytest.param("127.0.0.1:http", id="named-port"),
-        pytest.param("127.0.0.1:0", id="port-0"),
         pytest.param("127.0.0.1:65536", id="port-too-big"),
         pytest.param("127.0.0.1:-1", id="negative"),
+        pytest.param("::1:9400", id="ipv6-without-brackets"),
+        pytest.param("[localhost]:9400", id="brackets-around-a-name"),
+        pytest.param("[127.0.0.1]:9400", id="brackets-around-ipv4"),
     ],
 )
 def test_parse_address_rejects(address: str) -> None:
-    with pytest.raises(ValueError, match="invalid metrics address"):
+    with pytest.raises(errors.InvalidOptionError, match="invalid metrics address") as caught:
         metrics.parse_address(address)
+    assert caught.value.option == "--metrics-address"
+
+
+def test_serves_on_ipv6_loopback() -> None:
+    """Regression: `--metrics-address [::1]:9400` raised (the server was IPv4-only) although help promised it."""
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError as exc:
+            pytest.skip(f"no IPv6 loopback here: {exc}")
+    server = metrics.MetricsServer("[::1]:0", metrics.PluginMetrics(), lambda: (True, "ok"))
+    server.start()
+    try:
+        assert server.address[0] == "::1"
+        assert server.url.startswith("http://[::1]:")
+        assert get(server.address, "/livez")[0] == 200
+    finally:
+        server.stop()
 
 
 # ---- PluginMetrics ---------------------------------------------------------------------------------------
 
 
-def test_set_decision_marks_exactly_the_strategies_in_use() -> None:
+def test_decision_marks_exactly_the_strategies_in_use() -> None:
     plugin_metrics = metrics.PluginMetrics()
-    plugin_metrics.set_decision(api.Decision(frozenset(api.ALL_STRATEGIES), "all"))
-    plugin_metrics.set_decision(api.Decision(frozenset({"device-spec"}), "cdi off"))
+    plugin_metrics.decision(api.Decision(frozenset(api.ALL_STRATEGIES), "all"))
+    plugin_metrics.decision(api.Decision(frozenset({"device-spec"}), "cdi off"))
     values = {s: sample(plugin_metrics.registry, "cdi_fuse_strategy", strategy=s) for s in api.ALL_STRATEGIES}
     assert values == {"cdi": 0.0, "cdi-annotations": 0.0, "device-spec": 1.0}
 
 
 def test_observer_counts_containers_per_resource_and_label() -> None:
     plugin_metrics = metrics.PluginMetrics()
-    observe_a, observe_b = plugin_metrics.observer("a.io/fuse"), plugin_metrics.observer("b.io/fuse")
-    observe_a("cdi+cdi-annotations", 2)
-    observe_a("cdi+cdi-annotations", 1)
-    observe_a("device-spec", 1)
-    observe_b("device-spec", 4)
+    plugin_metrics.allocated("a.io/fuse", "cdi+cdi-annotations", 2)
+    plugin_metrics.allocated("a.io/fuse", "cdi+cdi-annotations", 1)
+    plugin_metrics.allocated("a.io/fuse", "device-spec", 1)
+    plugin_metrics.allocated("b.io/fuse", "device-spec", 4)
     registry = plugin_metrics.registry
     total = "cdi_fuse_allocations_total"
     assert sample(registry, total, resource="a.io/fuse", strategy="cdi+cdi-annotations") == 3
@@ -145,7 +162,7 @@ def test_metrics_and_not_found() -> None:
 
 
 def test_stop_frees_the_port_promptly() -> None:
-    metrics_server = metrics.MetricsServer(f"127.0.0.1:{free_port()}", metrics.PluginMetrics(), lambda: (True, ""))
+    metrics_server = metrics.MetricsServer("127.0.0.1:0", metrics.PluginMetrics(), lambda: (True, ""))
     metrics_server.start()
     port = int(metrics_server.address[1])
     started = time.monotonic()
@@ -170,7 +187,7 @@ def test_running_plugin_figures(
 ) -> None:
     plugin_metrics = metrics.PluginMetrics()
     config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", strategy="cdi,device-spec")
-    manager = lifecycle.Manager(config, metrics=plugin_metrics)
+    manager = loop.PluginLoop(config, observer=plugin_metrics)
     registry = plugin_metrics.registry
     with plugin_thread(manager), serving(plugin_metrics, manager.health_report) as metrics_server:
         conn = kubelet.wait_for_plugin(RESOURCE)
@@ -195,25 +212,33 @@ def test_running_plugin_figures(
         assert get(metrics_server.address, "/healthz")[0] == 503
 
         kubelet.restart()
-        kubelet.wait_for_plugin(RESOURCE, newer_than=conn).wait_for_list(lambda r: True)
+        conn = kubelet.wait_for_plugin(RESOURCE, newer_than=conn)
+        conn.wait_for_list(lambda r: True)
         assert sample(registry, "cdi_fuse_kubelet_restarts_total") == 1
         assert sample(registry, "cdi_fuse_registrations_total", resource=RESOURCE) == 2
+
+        # the kubelet goes away (kubelet.sock left behind, nobody answers): not ready, though still registered
+        kubelet.kill()
+        status, body = get(metrics_server.address, "/healthz")
+        assert status == 503 and "kubelet=down" in body
 
 
 def test_registration_failures_are_counted(char_device: Path, proc_filesystems: Path, tmp_path: Path) -> None:
     directory = short_tmp_dir("kubelet-")
-    absent = FakeKubelet(directory)  # never started
+    dead = FakeKubelet(directory)
+    dead.kill()  # a stale kubelet.sock nobody answers
     plugin_metrics = metrics.PluginMetrics()
-    config = plugin_config(absent, char_device, proc_filesystems, tmp_path / "cdi", min_backoff=0.01, max_backoff=0.02)
-    manager = lifecycle.Manager(config, metrics=plugin_metrics)
+    config = plugin_config(dead, char_device, proc_filesystems, tmp_path / "cdi", min_backoff=0.01, max_backoff=0.02)
+    manager = loop.PluginLoop(config, observer=plugin_metrics)
+    failures = plugin_metrics.registration_failures.labels(RESOURCE)
     try:
         with plugin_thread(manager), serving(plugin_metrics, manager.health_report) as metrics_server:
             deadline = time.monotonic() + 5
             while (sample(plugin_metrics.registry, "cdi_fuse_registration_failures_total", resource=RESOURCE) or 0) < 3:
-                assert time.monotonic() < deadline, "registration failures not counted"
+                assert time.monotonic() < deadline, f"registration failures not counted: {failures}"
                 time.sleep(0.01)
             status, body = get(metrics_server.address, "/healthz")
-            assert status == 503 and "registered=False" in body
+            assert status == 503 and f"{RESOURCE}=serving" in body and "kubelet=down" in body
             assert sample(plugin_metrics.registry, "cdi_fuse_registered", resource=RESOURCE) in (None, 0)
     finally:
         for entry in directory.iterdir():

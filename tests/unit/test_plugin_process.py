@@ -7,7 +7,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from cdi_fuse.deviceplugin import lifecycle
+from cdi_fuse.deviceplugin import endpoint
 from cdi_fuse.node import fuse
 from tests.fakes.fake_cri import short_tmp_dir
 from tests.fakes.kubelet import FakeKubelet, fake_kubelet
 
 CDI_FUSE = Path(sys.executable).parent / "cdi-fuse"
 RESOURCE = "cdi-fuse.io/fuse"
-SOCKET = lifecycle.socket_name(RESOURCE)
+SOCKET = endpoint.socket_name(RESOURCE)
 
 
 def _not_runnable() -> str | None:
@@ -200,12 +199,6 @@ def test_bad_strategy_exits_2(plugin_dir: Path, tmp_path: Path) -> None:
     assert os.listdir(plugin_dir) == []
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def http_get(port: int, path: str) -> tuple[int, str] | None:
     """(status, body), or None while nothing listens yet."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -228,39 +221,43 @@ def wait_for_status(port: int, path: str, status: int, timeout: float = 10.0) ->
 
 
 def test_healthz_and_metrics(plugin_dir: Path, start_plugin: StartPlugin, tmp_path: Path) -> None:
-    port = free_port()
-    # auto with a runtime endpoint where nothing listens: every strategy
+    # auto with a runtime endpoint where nothing listens: the CDI name and the device
     plugin = start_plugin(
         plugin_dir,
         "--metrics-address",
-        f"127.0.0.1:{port}",
+        "127.0.0.1:0",  # the kernel picks a free port; the log says which
         "--runtime-endpoint",
         f"unix://{tmp_path}/no-runtime.sock",
         strategy=None,
     )
-    # no kubelet yet: not registered, so not healthy
-    assert "registered=False" in wait_for_status(port, "/healthz", 503)
+    line = plugin.wait_for_line("serving /metrics")
+    port = int(line.rsplit(":", 1)[1])
+    plugin.wait_for_line("started:")
+    # no kubelet yet: not registered, so not ready
+    assert "cdi-fuse.io/fuse=serving kubelet=down" in wait_for_status(port, "/healthz", 503)
     kubelet = FakeKubelet(plugin_dir)
     kubelet.start()
     try:
         wait_for_status(port, "/healthz", 200)
         response = kubelet.allocate(RESOURCE, [["fuse-3"]])
         (container,) = response.container_responses
-        assert container.cdi_devices and container.annotations and container.devices
+        assert container.cdi_devices and container.devices and not container.annotations
         body = wait_for_status(port, "/metrics", 200)
         for line in [
             f'cdi_fuse_registrations_total{{resource="{RESOURCE}"}} 1.0',
-            f'cdi_fuse_allocations_total{{resource="{RESOURCE}",strategy="cdi+cdi-annotations+device-spec"}} 1.0',
+            f'cdi_fuse_allocations_total{{resource="{RESOURCE}",strategy="cdi+device-spec"}} 1.0',
             "cdi_fuse_device_healthy 1.0",
             'cdi_fuse_strategy{strategy="cdi"} 1.0',
-            'cdi_fuse_strategy{strategy="cdi-annotations"} 1.0',
+            'cdi_fuse_strategy{strategy="cdi-annotations"} 0.0',
             'cdi_fuse_strategy{strategy="device-spec"} 1.0',
         ]:
             assert line in body.splitlines(), f"{line!r} not in /metrics:\n{body}"
+        kubelet.kill()  # kubelet.sock left behind, nobody answers it: not ready
+        assert "kubelet=down" in wait_for_status(port, "/healthz", 503)
         assert plugin.stop() == 0
     finally:
         kubelet.stop()
-    assert "could not be asked" in plugin.output()
+    assert "runtime not asked" in plugin.output()
 
 
 def test_log_has_one_line_per_lifecycle_event_and_none_per_allocate(

@@ -7,14 +7,14 @@ response exactly as the kubelet maps it), and asserts both what Allocate returne
 
 | containerd CDI | --strategy                 | Allocate returns               | container          |
 |----------------|----------------------------|--------------------------------|--------------------|
-| on             | auto                       | CDI name + CDI annotation      | FUSE works         |
+| on             | auto                       | CDI name (devices field)       | FUSE works         |
 | off            | auto                       | DeviceSpec                     | FUSE works         |
 | on             | cdi / cdi-annotations      | that one                       | FUSE works         |
 | on, off        | device-spec                | DeviceSpec                     | FUSE works         |
 | off            | cdi                        | CDI name                       | no /dev/fuse       |
 | on             | auto, spec deleted         | CDI (spec restored)            | FUSE works         |
 | on             | auto --no-generate, deleted| DeviceSpec (re-decided)        | FUSE works         |
-| on, off        | auto, runtime unreachable  | CDI + annotation + DeviceSpec  | FUSE works         |
+| on, off        | auto, runtime unreachable  | CDI name + DeviceSpec          | FUSE works         |
 | on             | auto, runtime unreachable, | DeviceSpec only                | FUSE works         |
 |                | no spec (--no-generate)    |                                |                    |
 | on             | (pod requests nothing)     | no Allocate                    | mount refused      |
@@ -102,9 +102,9 @@ def test_auto_with_cdi_on_returns_cdi_names_only(containerd_runtime: RuntimeFact
     runtime = containerd_runtime(True)
     with emulator.plugin_on_node(runtime, strategy="auto") as node:
         admission = node.run_pod()
-        assert _shape(admission.response) == _expected(node, admission.device_id, {CDI, CDI_ANNOTATIONS})
+        assert _shape(admission.response) == _expected(node, admission.device_id, {CDI})
         _assert_fuse_works(admission)
-        _assert_single_decision(node, "cdi+cdi-annotations", f"containerd {runtime.version} has CDI enabled")
+        _assert_single_decision(node, "cdi", f"containerd {runtime.version} has CDI enabled")
         assert node.qualified_name in node.plugin.decisions()[0].reason
 
 
@@ -164,10 +164,10 @@ def test_auto_restores_deleted_spec_and_keeps_cdi(containerd_runtime: RuntimeFac
         print(f"observed: spec restored {restored_after * 1000:.0f} ms after deletion")
         assert node.spec_path.read_bytes() == original
         admission = node.run_pod()
-        assert _shape(admission.response) == _expected(node, admission.device_id, {CDI, CDI_ANNOTATIONS})
+        assert _shape(admission.response) == _expected(node, admission.device_id, {CDI})
         _assert_fuse_works(admission)
         # Restored before the re-decision looked: no fallback to device-spec, not even briefly.
-        _assert_single_decision(node, "cdi+cdi-annotations", "has CDI enabled")
+        _assert_single_decision(node, "cdi", "has CDI enabled")
 
 
 def test_auto_without_generate_falls_back_when_spec_deleted(containerd_runtime: RuntimeFactory) -> None:
@@ -178,15 +178,17 @@ def test_auto_without_generate_falls_back_when_spec_deleted(containerd_runtime: 
     harness.generate_fuse_spec(runtime.spec_dir, vendor)
     with emulator.plugin_on_node(runtime, strategy="auto", generate=False, vendor=vendor) as node:
         device_id, before = node.allocate()
-        assert _shape(before) == _expected(node, device_id, {CDI, CDI_ANNOTATIONS})
+        assert _shape(before) == _expected(node, device_id, {CDI})
         node.spec_path.unlink()
         deleted_at = time.monotonic()
         node.plugin.wait_for_log(r"strategy decision: ", count=2, timeout=REDECIDE_TIMEOUT_S)
         print(f"observed: re-decided {(time.monotonic() - deleted_at) * 1000:.0f} ms after deletion")
         first, second = node.plugin.decisions()
-        assert first.label == "cdi+cdi-annotations" and "has CDI enabled" in first.reason, first
+        assert first.label == "cdi" and "has CDI enabled" in first.reason, first
         assert second.label == DEVICE_SPEC, second
-        assert f"{node.qualified_name} is not in containerd {runtime.version}'s spec dirs" in second.reason, second
+        assert f"containerd {runtime.version} has CDI enabled but {node.qualified_name} is not in" in second.reason, (
+            second
+        )
         assert not node.spec_path.exists(), "--no-generate must not write the spec"
         admission = node.run_pod()
         assert _shape(admission.response) == _expected(node, admission.device_id, {DEVICE_SPEC})
@@ -194,9 +196,9 @@ def test_auto_without_generate_falls_back_when_spec_deleted(containerd_runtime: 
         # An admin writing the spec again brings CDI back, on the event alone.
         harness.generate_fuse_spec(runtime.spec_dir, vendor)
         node.plugin.wait_for_log(r"strategy decision: ", count=3, timeout=REDECIDE_TIMEOUT_S)
-        assert node.plugin.decisions()[2].label == "cdi+cdi-annotations", node.plugin.decisions()
+        assert node.plugin.decisions()[2].label == "cdi", node.plugin.decisions()
         device_id, after = node.allocate()
-        assert _shape(after) == _expected(node, device_id, {CDI, CDI_ANNOTATIONS})
+        assert _shape(after) == _expected(node, device_id, {CDI})
 
 
 @pytest.mark.parametrize("cdi_enabled", [pytest.param(True, id="cdi-on"), pytest.param(False, id="cdi-off")])
@@ -206,9 +208,9 @@ def test_auto_with_runtime_unreachable_sends_everything(containerd_runtime: Runt
     runtime = containerd_runtime(cdi_enabled)
     with emulator.plugin_on_node(runtime, strategy="auto", runtime_endpoint=UNREACHABLE_ENDPOINT) as node:
         admission = node.run_pod()
-        assert _shape(admission.response) == _expected(node, admission.device_id, {CDI, CDI_ANNOTATIONS, DEVICE_SPEC})
+        assert _shape(admission.response) == _expected(node, admission.device_id, {CDI, DEVICE_SPEC})
         _assert_fuse_works(admission)
-        _assert_single_decision(node, "cdi+cdi-annotations+device-spec", "runtime could not be asked")
+        _assert_single_decision(node, "cdi+device-spec", "runtime not asked")
 
 
 def test_auto_with_runtime_unreachable_and_no_spec_sends_device_only(containerd_runtime: RuntimeFactory) -> None:

@@ -60,7 +60,7 @@ def test_doctor_reads_cdi_on_from_real_containerd(containerd_runtime: RuntimeFac
     assert "CDI enabled" in check["detail"] and str(runtime.spec_dir) in check["detail"]
     assert _check(report, "spec")["status"] == "ok"
     assert name in _check(report, "spec")["detail"]
-    assert report["strategy"] == {"auto": "cdi+cdi-annotations", "reason": report["strategy"]["reason"]}  # type: ignore[index]
+    assert report["strategy"] == {"auto": "cdi", "reason": report["strategy"]["reason"]}  # type: ignore[index]
 
 
 def test_doctor_reads_cdi_off_from_real_containerd(containerd_runtime: RuntimeFactory, tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""Serving and registration lifecycle against the fake kubelet: registration, health, aliases, kubelet
-restarts, a kubelet that is not there yet, the spec kept on disk, stale/live sockets, and logging."""
+"""The plugin loop against the fake kubelet: registration, health, aliases, kubelet restarts (single, back to
+back, with jitter, during Register, a kubelet.sock that flashes, our socket deleted by someone else), a
+kubelet that is not there yet, the spec kept on disk, stale/live sockets, readiness, and logging."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import socket
 import stat
@@ -17,11 +19,13 @@ import pytest
 
 from cdi_fuse import errors
 from cdi_fuse._proto import deviceplugin_pb2 as pb
-from cdi_fuse.deviceplugin import lifecycle, metrics, server
+from cdi_fuse.deviceplugin import endpoint, loop, server
 from tests.conftest import PROC_FILESYSTEMS_WITHOUT_FUSE, CharDeviceFactory
 from tests.fakes.fake_cri import make_stale_socket, short_tmp_dir
 from tests.fakes.kubelet import FakeKubelet, PluginConnection, plugin_config, plugin_thread
+from tests.fakes.observer import RecordingObserver
 from tests.unit.conftest import StartPlugin
+from tests.waiting import wait_until
 
 RESOURCE = "cdi-fuse.io/fuse"
 ALIASES = ("cdi-fuse.io/fuse", "github.com/fuse", "squat.ai/fuse", "smarter-devices/fuse")
@@ -39,13 +43,6 @@ def all_unhealthy(response: pb.ListAndWatchResponse) -> bool:
     return healths(response) == {server.UNHEALTHY}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(0.01)
-
-
 # ---- registration ----------------------------------------------------------------------------------------
 
 
@@ -53,7 +50,7 @@ def test_registration_fields(kubelet: FakeKubelet, start_plugin: StartPlugin) ->
     start_plugin()
     (request,) = kubelet.wait_for_registrations(1)
     assert request.version == "v1beta1"
-    assert request.endpoint == "cdi-fuse-cdi-fuse.io_fuse.sock" == lifecycle.socket_name(RESOURCE)
+    assert request.endpoint == "cdi-fuse-cdi-fuse.io_fuse.sock" == endpoint.socket_name(RESOURCE)
     assert "/" not in request.endpoint
     assert (kubelet.plugin_dir / request.endpoint).is_socket()
     assert request.resource_name == RESOURCE
@@ -104,38 +101,162 @@ def test_twenty_kubelet_restarts(kubelet: FakeKubelet, start_plugin: StartPlugin
         assert response.cdi_devices
 
 
+# ---- restarts that used to start a registration storm --------------------------------------------------
+
+QUIET_S = 0.5  # after converging, this long without a single further Register
+
+
+def assert_settled(kubelet: FakeKubelet, resources: tuple[str, ...] = (RESOURCE,)) -> None:
+    """Registered exactly once with the kubelet serving now, in use (device list received), then quiet."""
+    for resource in resources:
+
+        def registered(resource: str = resource) -> bool:
+            return kubelet.registrations_with_current(resource) >= 1
+
+        wait_until(registered, 5, f"{resource} registered")
+        kubelet.wait_for_plugin(resource).wait_for_list(all_healthy)
+    seen = len(kubelet.requests)
+    time.sleep(QUIET_S)
+    assert len(kubelet.requests) == seen, f"{len(kubelet.requests) - seen} more Register calls while quiet"
+    for resource in resources:
+        assert kubelet.registrations_with_current(resource) == 1
+        (response,) = kubelet.allocate(resource, [["fuse-1"]]).container_responses
+        assert response.cdi_devices
+
+
+@pytest.mark.parametrize("restarts", [2, 3], ids=["double", "triple"])
+def test_back_to_back_restarts_converge_to_one_registration(
+    kubelet: FakeKubelet, start_plugin: StartPlugin, restarts: int
+) -> None:
+    start_plugin(resource_names=ALIASES[:2])
+    assert_settled(kubelet, ALIASES[:2])
+    for _ in range(5):
+        before = len(kubelet.requests)
+        kubelet.restarts_in_a_row(restarts)
+        assert_settled(kubelet, ALIASES[:2])
+        # at most one Register per kubelet instance that lived, per resource; never a storm
+        assert len(kubelet.requests) - before <= restarts * 2
+
+
+def test_restarts_with_jitter_converge(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
+    start_plugin()
+    assert_settled(kubelet)
+    jitter = random.Random(9)  # 0-5 ms between restarts, the same sequence every run
+    for _ in range(5):
+        kubelet.restarts_in_a_row(3, pause=lambda: jitter.uniform(0, 0.005))
+        assert_settled(kubelet)
+
+
+def test_restart_during_register(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
+    kubelet.restart_during_register()
+    start_plugin()
+    assert_settled(kubelet)
+    assert kubelet.generations[0] == 1 and kubelet.generation == 2
+
+
+def test_kubelet_sock_that_vanishes_before_it_is_dialled(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
+    start_plugin()
+    assert_settled(kubelet)
+    kubelet.stop()
+    kubelet.delete_sockets()
+    kubelet.flash()  # served and gone again at once
+    kubelet.flash(0.01)
+    kubelet.start()
+    assert_settled(kubelet)
+
+
+def test_our_socket_deleted_by_someone_else_after_a_double_restart(
+    kubelet: FakeKubelet, start_plugin: StartPlugin
+) -> None:
+    start_plugin()
+    kubelet.restarts_in_a_row(2)
+    assert_settled(kubelet)
+    conn = kubelet.wait_for_plugin(RESOURCE)
+    (kubelet.plugin_dir / endpoint.socket_name(RESOURCE)).unlink()
+    kubelet.wait_for_plugin(RESOURCE, newer_than=conn).wait_for_list(all_healthy)
+    assert kubelet.registrations_with_current(RESOURCE) == 2  # the same kubelet must dial the new socket
+    seen = len(kubelet.requests)
+    time.sleep(QUIET_S)
+    assert len(kubelet.requests) == seen
+
+
+def test_the_plugin_never_deletes_a_socket_it_did_not_create(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
+    """Someone else's live socket at our name (after the kubelet deleted ours) is left alone; the plugin
+    reports it and serves again once it is gone."""
+    start_plugin(min_backoff=0.05, max_backoff=0.05)
+    conn = kubelet.wait_for_plugin(RESOURCE)
+    path = kubelet.plugin_dir / endpoint.socket_name(RESOURCE)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        staging = kubelet.plugin_dir / "other.tmp"
+        other.bind(str(staging))
+        other.listen(1)
+        os.replace(staging, path)  # replaces ours in one step
+        identity = endpoint.file_identity(path)
+        time.sleep(QUIET_S)  # the plugin retries every 50 ms meanwhile
+        assert endpoint.file_identity(path) == identity, "the plugin deleted a socket it did not create"
+    finally:
+        other.close()
+        path.unlink()
+    kubelet.wait_for_plugin(RESOURCE, newer_than=conn).wait_for_list(all_healthy)
+
+
 def test_plugin_socket_deleted_alone_is_served_and_registered_again(
     kubelet: FakeKubelet, start_plugin: StartPlugin
 ) -> None:
     start_plugin()
     conn = kubelet.wait_for_plugin(RESOURCE)
-    (kubelet.plugin_dir / lifecycle.socket_name(RESOURCE)).unlink()
+    (kubelet.plugin_dir / endpoint.socket_name(RESOURCE)).unlink()
     new = kubelet.wait_for_plugin(RESOURCE, newer_than=conn)
     new.wait_for_list(all_healthy)
     assert len(kubelet.registrations_of(RESOURCE)) == 2
-    assert (kubelet.plugin_dir / lifecycle.socket_name(RESOURCE)).is_socket()
+    assert (kubelet.plugin_dir / endpoint.socket_name(RESOURCE)).is_socket()
 
 
-def test_kubelet_absent_at_start(char_device: Path, proc_filesystems: Path, tmp_path: Path) -> None:
+def test_kubelet_absent_at_start_is_waited_for_without_polling(
+    char_device: Path, proc_filesystems: Path, tmp_path: Path
+) -> None:
     directory = short_tmp_dir("kubelet-")
     kubelet = FakeKubelet(directory)
-    plugin_metrics = metrics.PluginMetrics()
-    config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", min_backoff=0.2, max_backoff=60.0)
-    manager = lifecycle.Manager(config, metrics=plugin_metrics)
-    failures = plugin_metrics.registration_failures.labels(RESOURCE)
+    observer = RecordingObserver()
+    # A retry would be 30 s away: only the kubelet.sock creation event can make the plugin register in time.
+    config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", min_backoff=30.0, max_backoff=60.0)
+    manager = loop.PluginLoop(config, observer=observer)
     try:
         with plugin_thread(manager) as runner:
-            # retries with growing backoff (0.2 s, 0.4 s, ...) and never gives up
-            wait_until(lambda: failures._value.get() >= 3, 10, "three failed registrations")
-            assert runner.thread.is_alive() and runner.error is None
-            (endpoint,) = manager.endpoints
-            next_retry = endpoint.next_attempt
-            assert next_retry - time.monotonic() > 0.3
+            wait_until(lambda: manager.endpoints[0].socket_is_ours(), 5, "the plugin serving its socket")
+            assert observer.failures == []  # no kubelet.sock: nothing to dial, no attempt
+            assert not manager.health_report()[0]
             kubelet.start()
             kubelet.wait_for_plugin(RESOURCE).wait_for_list(all_healthy)
-            # registered on the kubelet.sock event, before the scheduled retry
-            assert time.monotonic() < next_retry
-            assert manager.health_report()[0]
+            assert runner.thread.is_alive() and runner.error is None
+            assert observer.registrations == [RESOURCE] and observer.failures == []
+            wait_until(lambda: manager.health_report()[0], 5, "ready")
+    finally:
+        kubelet.stop()
+        for entry in directory.iterdir():
+            entry.unlink()
+        directory.rmdir()
+
+
+def test_stale_kubelet_socket_is_retried_with_backoff_and_the_new_kubelet_at_once(
+    char_device: Path, proc_filesystems: Path, tmp_path: Path
+) -> None:
+    """A kubelet killed by SIGTERM leaves kubelet.sock behind: Register fails, the plugin backs off, and the
+    new kubelet's kubelet.sock (an event) is registered with at once, not at the next retry."""
+    directory = short_tmp_dir("kubelet-")
+    kubelet = FakeKubelet(directory)
+    make_stale_socket(directory / "kubelet.sock")
+    observer = RecordingObserver()
+    config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", min_backoff=30.0, max_backoff=60.0)
+    manager = loop.PluginLoop(config, observer=observer)
+    try:
+        with plugin_thread(manager):
+            observer.wait_for(lambda o: len(o.failures) == 1, what="the first failed Register")
+            assert not manager.health_report()[0]
+            kubelet.start()  # replaces the stale kubelet.sock
+            kubelet.wait_for_plugin(RESOURCE).wait_for_list(all_healthy)
+            assert observer.failures == [RESOURCE] and observer.registrations == [RESOURCE]
     finally:
         kubelet.stop()
         for entry in directory.iterdir():
@@ -147,7 +268,7 @@ def test_stop_removes_the_sockets_and_ends_streams(
     kubelet: FakeKubelet, char_device: Path, proc_filesystems: Path, tmp_path: Path
 ) -> None:
     config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", resource_names=ALIASES[:2])
-    manager = lifecycle.Manager(config)
+    manager = loop.PluginLoop(config)
     with plugin_thread(manager):
         conns = [kubelet.wait_for_plugin(r) for r in ALIASES[:2]]
     assert sorted(p.name for p in kubelet.plugin_dir.iterdir()) == ["kubelet.sock"]
@@ -238,7 +359,7 @@ def test_missing_device_fails_with_the_modprobe_hint(
 ) -> None:
     config = plugin_config(kubelet, tmp_path / "dev" / "fuse", proc_filesystems, tmp_path / "cdi")
     with pytest.raises(errors.DeviceProbeError) as caught:
-        lifecycle.Manager(config)
+        loop.PluginLoop(config)
     assert "modprobe fuse" in caught.value.hint
 
 
@@ -246,8 +367,9 @@ def test_missing_device_fails_with_the_modprobe_hint(
 def test_count_must_be_positive(
     kubelet: FakeKubelet, char_device: Path, proc_filesystems: Path, tmp_path: Path, count: int
 ) -> None:
-    with pytest.raises(ValueError, match="count"):
-        lifecycle.Manager(plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", count=count))
+    with pytest.raises(errors.InvalidOptionError, match="count") as caught:
+        plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi", count=count)
+    assert caught.value.option == "--count"
 
 
 # ---- the spec on disk (--generate) -----------------------------------------------------------------------
@@ -305,14 +427,14 @@ def test_no_generate_leaves_the_spec_dir_alone(start_plugin: StartPlugin, kubele
 
 
 def test_check_socket_free_absent(tmp_path: Path) -> None:
-    lifecycle.check_socket_free(tmp_path / "nothing.sock")
+    endpoint.check_socket_free(tmp_path / "nothing.sock")
 
 
 def test_check_socket_free_removes_a_stale_socket() -> None:
     directory = short_tmp_dir("sock-")
     try:
         path = make_stale_socket(directory / "p.sock")
-        lifecycle.check_socket_free(path)
+        endpoint.check_socket_free(path)
         assert not path.exists()
     finally:
         directory.rmdir()
@@ -326,7 +448,7 @@ def test_check_socket_free_refuses_a_live_socket() -> None:
         listener.bind(str(path))
         listener.listen(1)
         with pytest.raises(errors.RegistrationError, match="another process is serving") as caught:
-            lifecycle.check_socket_free(path)
+            endpoint.check_socket_free(path)
         assert caught.value.socket == path
         assert path.exists()
     finally:
@@ -341,16 +463,16 @@ def test_second_plugin_on_the_same_socket_refuses_and_leaves_the_first_alone(
 ) -> None:
     start_plugin()
     kubelet.wait_for_registrations(1)
-    second = lifecycle.Manager(plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi"))
+    second = loop.PluginLoop(plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi"))
     with pytest.raises(errors.RegistrationError, match="another process is serving"):
         second.run()
-    assert (kubelet.plugin_dir / lifecycle.socket_name(RESOURCE)).is_socket()
+    assert (kubelet.plugin_dir / endpoint.socket_name(RESOURCE)).is_socket()
     assert kubelet.allocate(RESOURCE, [["fuse-0"]]).container_responses[0].cdi_devices
     assert len(kubelet.requests) == 1
 
 
 def test_stale_socket_from_a_killed_plugin_is_replaced(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
-    make_stale_socket(kubelet.plugin_dir / lifecycle.socket_name(RESOURCE))
+    make_stale_socket(kubelet.plugin_dir / endpoint.socket_name(RESOURCE))
     start_plugin()
     kubelet.wait_for_plugin(RESOURCE).wait_for_list(all_healthy)
 
@@ -375,18 +497,20 @@ def test_one_log_line_per_lifecycle_event_and_none_per_allocate(
     conn.wait_for_list(all_healthy)
     kubelet.restart()
     kubelet.wait_for_plugin(RESOURCE, newer_than=conn).wait_for_list(all_healthy)
-    lifecycle_lines = [r.getMessage() for r in caplog.records if r.name == lifecycle.__name__]
+    plugin_lines = [r.getMessage() for r in caplog.records if r.name.startswith("cdi_fuse.deviceplugin")]
 
     def count(prefix: str) -> int:
-        return sum(line.startswith(prefix) for line in lifecycle_lines)
+        return sum(line.startswith(prefix) for line in plugin_lines)
 
     assert count("started:") == 1
     assert count("registered ") == 2
+    assert count(f"registered {RESOURCE} with the kubelet (first registration)") == 1
+    assert count(f"registered {RESOURCE} with the kubelet (kubelet restarted)") == 1  # one line per restart
     assert count("health change: device unhealthy") == 1
     assert count("health change: device healthy") == 1
     assert count("strategy decision:") == 1
-    assert 1 <= count("kubelet restart seen") <= 2
     assert count("wrote CDI spec") == 1
+    assert len(plugin_lines) == 7, plugin_lines
 
     caplog.clear()
     for index in range(50):
@@ -417,32 +541,20 @@ def test_repeated_spec_failure_is_logged_once(
     manager._safety_check = counting  # type: ignore[method-assign]
     assert checks.wait(5), "periodic check did not run 5 times"
     spec_errors = [r for r in caplog.records if "cannot write the CDI spec" in r.getMessage()]
-    assert len(spec_errors) <= 1
+    assert len(spec_errors) == 1
 
 
-def test_kubelet_sock_appearing_during_register_does_not_register_twice(
-    kubelet: FakeKubelet, char_device: Path, proc_filesystems: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Regression: kubelet.sock created between the inode read and Register left kubelet_inode None, so
-    the creation event registered a second time with the same kubelet (seen under load)."""
-    real_inode = lifecycle._inode
-    raced: list[Path] = []
-
-    def racing_inode(path: Path) -> int | None:
-        if path.name == "kubelet.sock" and not raced:
-            raced.append(path)  # the first look finds no kubelet.sock yet
-            return None
-        return real_inode(path)
-
-    monkeypatch.setattr(lifecycle, "_inode", racing_inode)
-    plugin_metrics = metrics.PluginMetrics()
-    config = plugin_config(kubelet, char_device, proc_filesystems, tmp_path / "cdi")
-    with plugin_thread(lifecycle.Manager(config, metrics=plugin_metrics)):
-        kubelet.wait_for_plugin(RESOURCE).wait_for_list(all_healthy)
-        assert raced
-        # the creation event of the same kubelet.sock (same inode): moved away and back
-        kubelet_sock = kubelet.plugin_dir / "kubelet.sock"
-        os.rename(kubelet_sock, kubelet.plugin_dir / "k.tmp")
-        os.rename(kubelet.plugin_dir / "k.tmp", kubelet_sock)
-        wait_until(lambda: plugin_metrics.kubelet_restarts._value.get() >= 1, 5, "kubelet.sock event handled")
-    assert len(kubelet.registrations_of(RESOURCE)) == 1
+def test_other_plugins_sockets_coming_and_going_change_nothing(kubelet: FakeKubelet, start_plugin: StartPlugin) -> None:
+    """Events in the dir are only hints: other plugins' sockets appearing and vanishing make the plugin look,
+    find itself registered with the same kubelet, and do nothing."""
+    observer = RecordingObserver()
+    start_plugin(observer=observer)
+    conn = kubelet.wait_for_plugin(RESOURCE)
+    for index in range(20):
+        make_stale_socket(kubelet.plugin_dir / f"other-{index}.sock").unlink()
+    # Events are handled in order: once the socket deletion below is handled, the ones above were too.
+    (kubelet.plugin_dir / endpoint.socket_name(RESOURCE)).unlink()
+    kubelet.wait_for_plugin(RESOURCE, newer_than=conn).wait_for_list(all_healthy)
+    assert observer.registrations == [RESOURCE, RESOURCE]
+    assert observer.kubelet_restarts == 0
+    assert len(kubelet.registrations_of(RESOURCE)) == 2

@@ -1,0 +1,182 @@
+"""The strategy decider: which strategies Allocate uses, from the runtime's answer and the spec dirs.
+
+With `--strategy auto` it asks the runtime (when a probe is configured) at start, every `runtime_interval`
+and whenever a runtime's socket is created again (a restarted runtime may have another configuration), and
+it looks at the spec dirs again when a spec file in them changes. A `store.SpecFileCache` keeps each file's
+devices by the file's identity, so looking again re-reads only what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cdi_fuse import errors
+from cdi_fuse.cdi import store
+from cdi_fuse.deviceplugin import api, state, strategies
+from cdi_fuse.node import watch
+
+__all__ = ["StrategyDecider", "decide_auto"]
+
+log = logging.getLogger(__name__)
+
+_QUICK_RETRIES = 5  # after the runtime's socket was created again and the runtime did not answer yet
+_QUICK_RETRY_S = 0.5
+
+
+def decide_auto(
+    runtime: api.RuntimeView | None,
+    query_error: errors.CdiFuseError | None,
+    qualified_name: str,
+    *,
+    fallback_spec_dirs: Sequence[Path] = (),
+    cache: store.SpecFileCache | None = None,
+) -> api.Decision:
+    """Choose strategies from what the runtime says and what its spec dirs provide.
+
+    - runtime not asked or not answering: the CDI name and the raw device when the name resolves to exactly
+      one device in `fallback_spec_dirs` (the dirs the plugin shares with the runtime) — a runtime with CDI
+      on injects the node once (containerd and CRI-O dedup it), one with CDI off ignores the name — else the
+      raw device only (a CDI-on runtime fails CreateContainer on an unresolvable name). The answer does not
+      depend on the runtime's setting, so a runtime restarted with CDI turned off or on cannot make it stale;
+    - CDI off: the raw DeviceSpec only;
+    - CDI on and the name resolves to exactly one device in the runtime's spec dirs: the CDI name in the
+      CDI devices field only (kubelets since 1.29 pass it to the runtime; the cdi.k8s.io annotations are
+      deprecated, and CRI-O warns about them), so the runtime's CDI edits are the only source of the node;
+    - CDI on but the name is missing or defined twice: the raw DeviceSpec only.
+    """
+    if runtime is None:
+        resolved, why = _resolves(qualified_name, fallback_spec_dirs, cache)
+        if not resolved:
+            return api.Decision(
+                frozenset({api.DEVICE_SPEC}),
+                f"runtime not asked ({query_error}) and {why}; sending the device only",
+            )
+        return api.Decision(
+            frozenset({api.CDI, api.DEVICE_SPEC}),
+            f"runtime not asked ({query_error}); {why}: sending the CDI name and the device "
+            "(with CDI on the runtime injects the node once, with CDI off it ignores the name)",
+        )
+    if not runtime.cdi_enabled:
+        because = f" ({runtime.reason})" if runtime.reason else ""
+        return api.Decision(frozenset({api.DEVICE_SPEC}), f"{runtime.description} has CDI disabled{because}")
+    resolved, why = _resolves(qualified_name, [Path(d) for d in runtime.cdi_spec_dirs], cache)
+    if not resolved:
+        return api.Decision(frozenset({api.DEVICE_SPEC}), f"{runtime.description} has CDI enabled but {why}")
+    return api.Decision(
+        frozenset({api.CDI}),
+        f"{runtime.description} has CDI enabled and {why}: sending the CDI devices field "
+        "(not the deprecated cdi.k8s.io annotations)",
+    )
+
+
+def _resolves(qualified_name: str, dirs: Sequence[Path], cache: store.SpecFileCache | None) -> tuple[bool, str]:
+    registry = store.scan_spec_dirs(dirs, cache=cache)
+    where = ", ".join(str(d) for d in dirs) or "no spec dirs"
+    if qualified_name in registry.conflicts:
+        paths = ", ".join(str(p) for p in registry.conflicts[qualified_name])
+        return False, f"{qualified_name} is defined twice ({paths})"
+    if registry.resolve(qualified_name) is None:
+        return False, f"{qualified_name} is not in {where}"
+    return True, f"{qualified_name} resolves in {where}"
+
+
+class StrategyDecider:
+    def __init__(
+        self,
+        choice: strategies.StrategyChoice,
+        qualified_name: str,
+        *,
+        plugin_state: state.PluginState,
+        spec_dirs: Sequence[Path],
+        probe: api.RuntimeProbe | None = None,
+        runtime_interval: float = 60.0,
+        observer: api.PluginObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.choice = choice
+        self.qualified_name = qualified_name
+        self._state = plugin_state
+        self._spec_dirs = tuple(spec_dirs)
+        self._probe = probe if choice.is_auto else None
+        self._runtime_interval = runtime_interval
+        self._observer = observer or api.NullObserver()
+        self._clock = clock
+        self._cache = store.SpecFileCache()
+        self._runtime: api.RuntimeView | None = None
+        self._runtime_error: errors.CdiFuseError | None = None
+        self._asked_at: float | None = None
+        self._quick_retries = 0
+        self._logged: api.Decision | None = None
+
+    def decision_dirs(self) -> tuple[Path, ...]:
+        """The spec dirs the decision depends on: the runtime's, else the plugin's own."""
+        if self._runtime is not None:
+            return tuple(Path(d) for d in self._runtime.cdi_spec_dirs)
+        return self._spec_dirs
+
+    def watches(self) -> list[tuple[Path, bool]]:
+        if not self.choice.is_auto:
+            return []
+        dirs = [(d, True) for d in self.decision_dirs()]
+        if self._probe is not None:
+            dirs.extend((p.parent, False) for p in self._probe.socket_paths)
+        return dirs
+
+    def on_event(self, event: watch.DirEvent) -> bool:
+        """React to one event; True when the spec dirs to watch may have changed."""
+        if not self.choice.is_auto:
+            return False
+        if self._probe is not None and event.created and event.directory / event.name in self._probe.socket_paths:
+            log.info("runtime socket %s created again: asking the runtime", event.directory / event.name)
+            # A runtime creates its socket before it serves it: if it cannot answer yet, ask again shortly.
+            self._quick_retries = _QUICK_RETRIES
+            return self.decide(ask_runtime=True)
+        if event.directory in self.decision_dirs() and (
+            event.name.endswith(tuple(store.SPEC_EXTENSIONS)) or event.directory_gone
+        ):
+            self.decide(ask_runtime=False)
+        return False
+
+    def runtime_due(self) -> float | None:
+        if self._probe is None or self._asked_at is None:
+            return None
+        if self._runtime_error is not None and self._quick_retries > 0:
+            return self._asked_at + _QUICK_RETRY_S
+        return self._asked_at + self._runtime_interval
+
+    def decide(self, *, ask_runtime: bool) -> bool:
+        """Decide again (asking the runtime first if asked to); True when the decision dirs changed."""
+        dirs_before = self.decision_dirs()
+        if self.choice.fixed is not None:
+            decision = api.Decision(self.choice.fixed, "chosen with --strategy")
+        else:
+            if ask_runtime:
+                self._ask_runtime()
+            decision = decide_auto(
+                self._runtime,
+                self._runtime_error,
+                self.qualified_name,
+                fallback_spec_dirs=self._spec_dirs,
+                cache=self._cache,
+            )
+        self._state.set_decision(decision)
+        self._observer.decision(decision)
+        if decision != self._logged:
+            log.info("strategy decision: %s (%s)", decision.label, decision.reason)
+            self._logged = decision
+        return self.decision_dirs() != dirs_before
+
+    def _ask_runtime(self) -> None:
+        self._asked_at = self._clock()
+        if self._probe is None:
+            self._runtime, self._runtime_error = None, errors.RuntimeQueryError("no runtime endpoint", endpoint="")
+            return
+        try:
+            self._runtime, self._runtime_error = self._probe(), None
+            self._quick_retries = 0
+        except errors.CdiFuseError as exc:
+            self._runtime, self._runtime_error = None, exc
+            self._quick_retries = max(0, self._quick_retries - 1)
