@@ -231,5 +231,5 @@ def test_crio_with_its_own_spec_dir_is_asked_for_it(node: dict[str, Path], tmp_p
     assert checks["spec"].status == "warn"  # not in doctor's own --spec-dir
     assert checks["runtime spec dirs"].status == "ok"
     assert str(spec) in checks["runtime spec dirs"].detail
-    assert "device-spec" not in report.strategy
+    assert report.strategy == "cdi"
     assert str(crio_dir) in report.strategy_reason

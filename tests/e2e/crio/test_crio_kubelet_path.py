@@ -6,10 +6,11 @@ dirs are two temp dirs (not the defaults), so ``auto`` only picks CDI when it re
 
 | --strategy                              | Allocate returns          | container     |
 |-----------------------------------------|---------------------------|---------------|
-| auto                                    | CDI (no raw device)       | FUSE works    |
-| auto, spec only in CRI-O's second dir   | CDI (no raw device)       | FUSE works    |
+| auto                                    | CDI field only            | FUSE works, no deprecation logged |
+| auto, spec only in CRI-O's second dir   | CDI field only            | FUSE works    |
 | cdi / cdi-annotations / device-spec     | that one                  | FUSE works    |
 | auto --no-generate, spec deleted        | DeviceSpec (re-decided)   | FUSE works    |
+| auto, runtime unreachable               | CDI field + DeviceSpec    | FUSE works    |
 | auto, runtime unreachable, no spec      | DeviceSpec only           | FUSE works    |
 | (pod requests nothing)                  | no Allocate               | mount refused |
 """
@@ -35,6 +36,7 @@ DEVICE_SPEC = "device-spec"
 CHOSEN = "chosen with --strategy"
 REDECIDE_TIMEOUT_S = 2.0
 UNREACHABLE_ENDPOINT = "unix:///tmp/cdi-fuse-e2e-no-crio.sock"
+ANNOTATION_DEPRECATION = "Passing CDI devices as annotations will be deprecated soon"
 
 
 def _strategies(label: str) -> set[str]:
@@ -49,23 +51,41 @@ def _single_decision(node: emulator.KubeletEmulator) -> emulator.Decision:
 
 
 def _assert_auto_chose_cdi(node: emulator.KubeletEmulator, runtime: CrioRuntime) -> set[str]:
-    """auto on CRI-O: CDI, never the raw device, because the name resolves in the dirs CRI-O reports."""
+    """auto on CRI-O: the CDI devices field alone (no deprecated annotation, no raw device), because the
+    name resolves in the dirs CRI-O reports; the logged reason says so."""
     decision = _single_decision(node)
-    strategies = _strategies(decision.label)
-    assert CDI in strategies and DEVICE_SPEC not in strategies, decision
+    assert decision.label == CDI, decision
     assert f"cri-o {runtime.version} has CDI enabled" in decision.reason, decision
     assert node.qualified_name in decision.reason, decision
     assert str(runtime.late_spec_dir) in decision.reason, decision  # CRI-O's own dirs, as it reported them
-    return strategies
+    assert "sending the CDI devices field (not the deprecated cdi.k8s.io annotations)" in decision.reason, decision
+    return {CDI}
 
 
-def test_auto_returns_cdi_and_fuse_works(crio_runtime: CrioRuntime) -> None:
+def test_auto_returns_the_cdi_field_and_fuse_works(crio_runtime: CrioRuntime) -> None:
+    deprecations_before = crio_runtime.daemon.log_text().count(ANNOTATION_DEPRECATION)
     with emulator.plugin_on_node(crio_runtime, strategy="auto") as node:
         admission = node.run_pod()
         strategies = _assert_auto_chose_cdi(node, crio_runtime)
         expected = containerd_path._expected(node, admission.device_id, strategies)
         assert containerd_path._shape(admission.response) == expected
         assert_fuse_works(admission.container)
+    # CRI-O warns about every CDI annotation it is handed; auto hands it none
+    assert crio_runtime.daemon.log_text().count(ANNOTATION_DEPRECATION) == deprecations_before
+
+
+def test_auto_with_runtime_unreachable_sends_cdi_field_and_device(crio_runtime: CrioRuntime) -> None:
+    """CRI not asked, spec written (--generate): the CDI name and the raw device together; CRI-O injects
+    /dev/fuse once and FUSE works."""
+    with emulator.plugin_on_node(crio_runtime, strategy="auto", runtime_endpoint=UNREACHABLE_ENDPOINT) as node:
+        admission = node.run_pod()
+        assert containerd_path._shape(admission.response) == containerd_path._expected(
+            node, admission.device_id, {CDI, DEVICE_SPEC}
+        )
+        assert_fuse_works(admission.container)
+        nodes = admission.container.sh("ls -l /dev | grep -c ' fuse$'")
+        assert nodes.stdout.strip() == "1", nodes
+        assert "runtime not asked" in _single_decision(node).reason
 
 
 def test_auto_reads_the_spec_dirs_crio_reports(crio_runtime: CrioRuntime) -> None:

@@ -77,7 +77,7 @@ def test_doctor_reports_crio_real_spec_dirs_and_auto_picks_cdi(crio_runtime: Cri
     assert runtime_dirs["status"] == "ok", runtime_dirs
     assert f"{name} resolves to {spec}" in runtime_dirs["detail"], runtime_dirs
     strategy = report["strategy"]
-    assert "cdi" in strategy["auto"].split("+") and "device-spec" not in strategy["auto"], strategy
+    assert strategy["auto"] == "cdi", strategy
     assert dirs in strategy["reason"], strategy
 
 
