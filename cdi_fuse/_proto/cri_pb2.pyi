@@ -206,6 +206,55 @@ class RuntimeStatus(_message.Message):
 Global___RuntimeStatus: _TypeAlias = RuntimeStatus  # noqa: Y015
 
 @_typing.final
+class RuntimeHandlerFeatures(_message.Message):
+    """What one runtime handler (e.g. runc) supports; reported from Kubernetes 1.30's CRI on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECURSIVE_READ_ONLY_MOUNTS_FIELD_NUMBER: _builtins.int
+    USER_NAMESPACES_FIELD_NUMBER: _builtins.int
+    recursive_read_only_mounts: _builtins.bool
+    user_namespaces: _builtins.bool
+    """user namespaces with idmap mounts, as Kubernetes needs them"""
+    def __init__(
+        self,
+        *,
+        recursive_read_only_mounts: _builtins.bool = ...,
+        user_namespaces: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recursive_read_only_mounts", b"recursive_read_only_mounts", "user_namespaces", b"user_namespaces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuntimeHandlerFeatures: _TypeAlias = RuntimeHandlerFeatures  # noqa: Y015
+
+@_typing.final
+class RuntimeHandler(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"" is the default handler"""
+    @_builtins.property
+    def features(self) -> Global___RuntimeHandlerFeatures: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        features: Global___RuntimeHandlerFeatures | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["features", b"features"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuntimeHandler: _TypeAlias = RuntimeHandler  # noqa: Y015
+
+@_typing.final
 class StatusResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -231,21 +280,25 @@ class StatusResponse(_message.Message):
 
     STATUS_FIELD_NUMBER: _builtins.int
     INFO_FIELD_NUMBER: _builtins.int
+    RUNTIME_HANDLERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def status(self) -> Global___RuntimeStatus: ...
     @_builtins.property
     def info(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """only filled when verbose; values are JSON text"""
 
+    @_builtins.property
+    def runtime_handlers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuntimeHandler]: ...
     def __init__(
         self,
         *,
         status: Global___RuntimeStatus | None = ...,
         info: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        runtime_handlers: _abc.Iterable[Global___RuntimeHandler] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "runtime_handlers", b"runtime_handlers", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -137,10 +137,20 @@ def _security_context(security: Manifest, pod_security: Manifest) -> cri_pb2.Lin
     )
 
 
+def recursive_read_only_supported(client: cri_client.CriClient) -> bool:
+    """Whether the runtime's default handler reports recursive read-only mounts (CRI Status, 1.30+)."""
+    handlers = {h.name: h.features for h in client.status().runtime_handlers}
+    return "" in handlers and handlers[""].recursive_read_only_mounts
+
+
 def _mounts(
-    pod: Manifest, container: Manifest, host_paths: Mapping[str, Path], work: Path
-) -> list[cri_client.MountSpec]:
-    """The manifest's volume mounts, each hostPath replaced by its stand-in (every one must have one)."""
+    pod: Manifest, container: Manifest, host_paths: Mapping[str, Path], work: Path, *, rro_supported: bool
+) -> list[cri_pb2.Mount]:
+    """The manifest's volume mounts, each hostPath replaced by its stand-in (every one must have one).
+
+    `recursiveReadOnly` is mapped as the kubelet does: Enabled needs the runtime's support, IfPossible
+    uses it when the runtime handler reports it.
+    """
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = []
     for mount in container["volumeMounts"]:
@@ -153,7 +163,16 @@ def _mounts(
             assert "emptyDir" in volume, volume
             source = work / "volumes" / mount["name"]
             source.mkdir(parents=True)
-        mounts.append(cri_client.MountSpec(str(source), mount["mountPath"], bool(mount.get("readOnly", False))))
+        recursive = mount.get("recursiveReadOnly", "Disabled")
+        assert recursive != "Enabled" or rro_supported, f"{mount['name']}: recursiveReadOnly Enabled unsupported"
+        mounts.append(
+            cri_pb2.Mount(
+                host_path=str(source),
+                container_path=mount["mountPath"],
+                readonly=bool(mount.get("readOnly", False)),
+                recursive_read_only=recursive in ("Enabled", "IfPossible") and rro_supported,
+            )
+        )
     return mounts
 
 
@@ -201,6 +220,7 @@ def plugin_pod_on_node(
     spec_path = runtime.spec_dir / f"cdi-fuse.io-{emulator.DEVICE_CLASS}.yaml"
     client = runtime.client
     daemon = runtime.daemon
+    rro_supported = recursive_read_only_supported(client)
     pod: cri_client.Pod | None = None
     plugin: ContainerPlugin | None = None
     print(f"plugin pod from overlays/{overlay} against containerd {runtime.version} (CDI {runtime.cdi_enabled})")
@@ -220,13 +240,11 @@ def plugin_pod_on_node(
                 command=command,
                 args=args,
                 mounts=[
-                    cri_pb2.Mount(host_path=m.host_path, container_path=m.container_path, readonly=m.readonly)
-                    for m in [
-                        harness.HOST_USR,
-                        *_python_mounts(),
-                        *_mounts(pod_spec, container, stand_ins, work),
-                        *extra_mounts,
-                    ]
+                    *(
+                        cri_pb2.Mount(host_path=m.host_path, container_path=m.container_path, readonly=m.readonly)
+                        for m in [harness.HOST_USR, *_python_mounts(), *extra_mounts]
+                    ),
+                    *_mounts(pod_spec, container, stand_ins, work, rro_supported=rro_supported),
                 ],
                 log_path=f"{CONTAINER_NAME}.log",
                 linux=cri_pb2.LinuxContainerConfig(
