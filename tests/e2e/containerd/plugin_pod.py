@@ -10,7 +10,7 @@ the subprocess variant does, so ``run_pod()`` admits pods exactly as there.
 
 Only what a test machine cannot offer differs: the container gets the host's /usr, this checkout and the
 Python installation read-only (the image has no Python: the plugin image is not built here), it shares the
-host's network namespace (the fixture has no CNI), and the metrics port is a free one instead of 9400.
+host's network namespace (the fixture has no CNI), and the metrics port is one the kernel picks instead of 9400.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -52,13 +51,6 @@ def daemonset_container(overlay: str) -> tuple[Manifest, Manifest]:
     pod: Manifest = daemonset["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return pod, container
-
-
-def _free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class _ContainerState:
@@ -211,8 +203,8 @@ def plugin_pod_on_node(
         "/dev": Path("/dev"),
         **host_paths,
     }
-    metrics_address = f"127.0.0.1:{_free_loopback_port()}"
-    args = [METRICS_OPTION + metrics_address if a.startswith(METRICS_OPTION) else a for a in container["args"]]
+    # the host's network namespace (no CNI here): port 0, read back from the plugin's log
+    args = [METRICS_OPTION + "127.0.0.1:0" if a.startswith(METRICS_OPTION) else a for a in container["args"]]
     command = [str(emulator.PLUGIN_SCRIPT), *container["command"][1:]]
     assert container["command"][0] == emulator.PLUGIN_SCRIPT.name, container["command"]
     resource = emulator.RESOURCE
@@ -256,6 +248,8 @@ def plugin_pod_on_node(
             log_path = Path(pod.config.log_directory) / config.log_path
             plugin = ContainerPlugin(client, container_id, log_path, [*command, *args])
             _wait_until_listed(kubelet, plugin, resource)
+            (serving,) = plugin.wait_for_log(r"serving /metrics.* on http://(127\.0\.0\.1:\d+)$")
+            metrics_address = serving.group(1)
             node = emulator.KubeletEmulator(runtime, kubelet, plugin, resource, qualified_name, spec_path)
             yield PluginPod(node, plugin, container, metrics_address)
             socket_path = plugin_dir / kubelet.registrations_of(resource)[0].endpoint
