@@ -9,7 +9,9 @@ Two levels:
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,18 +110,86 @@ def _spec_type(library: compat.Library) -> decode.GoType:
     )
 
 
-def _nil_elements(spec: dict[str, Any]) -> list[str]:
-    """Lists holding null where the Go type is a pointer: the library dereferences them and panics."""
-    found = []
-    edits_at = [("containerEdits", spec.get("containerEdits") or {})]
-    for i, device in enumerate(spec.get("devices") or ()):
-        edits_at.append((f"devices[{i}].containerEdits", device.get("containerEdits") or {}))
-    for where, edits in edits_at:
-        for key in ("deviceNodes", "hooks", "mounts", "netDevices"):
+_LISTS = ("deviceNodes", "hooks", "mounts", "netDevices")
+# Stand-ins for a null list entry while the rest of the spec is checked: valid, typeless, and not empty (a
+# list holding a nil pointer is not empty for the library either).
+_PLACEHOLDERS: dict[str, dict[str, str]] = {
+    "deviceNodes": {"path": "/null"},
+    "hooks": {"hookName": "prestart", "path": "/null"},
+    "mounts": {"hostPath": "/null", "containerPath": "/null"},
+    "netDevices": {"hostInterfaceName": "null{n}", "name": "null{n}"},
+}
+_EDIT_ORDER = {"env": 0, "deviceNodes": 1, "hooks": 2, "mounts": 3, "intelRdt": 4, "netDevices": 5}
+_ORDER_RE = re.compile(r"^(?:devices\[(?P<device>\d+)\]\.?)?(?P<rest>.*)$")
+_EDIT_RE = re.compile(r"^containerEdits\.(?P<edit>[A-Za-z]+)(?:\[(?P<index>\d+)\])?")
+
+
+def _edits_at(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(location, edits) in the order the library's version checks walk them: devices first, then the spec's."""
+    found = [(f"devices[{i}].containerEdits", d.get("containerEdits") or {}) for i, d in enumerate(spec["devices"])]
+    return [*found, ("containerEdits", spec.get("containerEdits") or {})]
+
+
+def _version_check_crash(spec: dict[str, Any]) -> str | None:
+    """Where the library's minimum-version computation dereferences a null entry (specs-go/version.go:
+    requiresV050 walks device nodes unless a device name starts with a digit, requiresV040 walks mounts; each
+    stops at the first entry that decides). None when it does not."""
+    if not any("0" <= str(d.get("name", ""))[:1] <= "9" for d in spec["devices"]):
+        for where, edits in _edits_at(spec):
+            for j, node in enumerate(edits.get("deviceNodes") or ()):
+                if node is None:
+                    return f"{where}.deviceNodes[{j}]"
+                if node.get("hostPath"):
+                    break
+            else:
+                continue
+            break
+    for where, edits in _edits_at(spec):
+        for j, mount in enumerate(edits.get("mounts") or ()):
+            if mount is None:
+                return f"{where}.mounts[{j}]"
+            if mount.get("type"):
+                return None
+    return None
+
+
+def _order(problem: validation.Problem) -> tuple[float, ...]:
+    """Where in the library's Spec.validate a problem stops it: version, names, spec edits, then device by
+    device (name, empty edits, edits, duplicate name), then "no devices"."""
+    location = problem.location
+    if location.startswith("cdiVersion"):
+        return (0,)
+    if location.startswith("kind") or location.startswith("annotations"):
+        return (1,)
+    if location == "devices":
+        return (4,)
+    match = _ORDER_RE.match(location)
+    assert match is not None
+    edit = _EDIT_RE.match(match["rest"])
+    edit_key: tuple[float, ...] = (_EDIT_ORDER.get(edit["edit"], 9), int(edit["index"] or 0)) if edit else (-1,)
+    if match["device"] is None:
+        return (2, *edit_key)
+    stage = 3 if problem.kind is _K.DEVICES and "multiple" in problem.message else 2 if edit else 1
+    stage = 0 if match["rest"] == "name" and stage != 3 else stage
+    return (3, int(match["device"]), stage, *edit_key)
+
+
+def _with_placeholders(spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The spec with every null list entry replaced by a stand-in, and where the nulls were."""
+    spec = copy.deepcopy(spec)
+    nulls = []
+    for where, edits in _edits_at(spec):
+        for key in _LISTS:
             for j, item in enumerate(edits.get(key) or ()):
                 if item is None:
-                    found.append(f"{where}.{key}[{j}]")
-    return found
+                    nulls.append(f"{where}.{key}[{j}]")
+                    n = len(nulls)
+                    edits[key][j] = {k: v.format(n=n) for k, v in _PLACEHOLDERS[key].items()}
+    return spec, nulls
+
+
+def _crash(location: str) -> validation.Problem:
+    return validation.Problem(location, "null entry: the CDI library dereferences it and crashes", _K.CRASH)
 
 
 def judge_bytes(data: bytes, library: compat.Library = compat.DEFAULT_LIBRARY) -> Judgement:
@@ -129,17 +199,19 @@ def judge_bytes(data: bytes, library: compat.Library = compat.DEFAULT_LIBRARY) -
         kind = _K.SYNTAX if decoded.error.message.startswith(("yaml", "not a CDI", "no spec")) else _K.FIELD
         return Judgement(None, [validation.Problem(decoded.error.location, decoded.error.message, kind)], decoded)
     assert decoded.spec is not None
-    nil_at = _nil_elements(decoded.spec)
-    if nil_at:
-        crash = validation.Problem(nil_at[0], "null entry: the CDI library dereferences it and crashes", _K.CRASH)
-        version = str(decoded.spec.get("cdiVersion", "")).removeprefix("v")
+    raw = {**decoded.spec, "devices": decoded.spec.get("devices") or []}
+    raw, nulls = _with_placeholders(raw)
+    if nulls:
+        version = str(raw.get("cdiVersion", "")).removeprefix("v")
         if version not in library.cdi_versions:
-            message = f"invalid version {decoded.spec.get('cdiVersion')!r}"
-            return Judgement(None, [validation.Problem("cdiVersion", message, _K.VERSION), crash], decoded)
-        return Judgement(None, [crash], decoded)
+            message = f"invalid version {raw.get('cdiVersion')!r}"
+            return Judgement(None, [validation.Problem("cdiVersion", message, _K.VERSION)], decoded)
+        crashed_at = _version_check_crash({**decoded.spec, "devices": decoded.spec.get("devices") or []})
+        if crashed_at is not None:
+            return Judgement(None, [_crash(crashed_at)], decoded)
     # The model holds what the library would write back (encoding/json, omitempty): Go's zero values ("" for an
     # unset hostPath, an empty spec-level containerEdits) become absent, as in the specs we write.
-    held = decode.go_json(decoded.spec, _spec_type(library))
+    held = decode.go_json(raw, _spec_type(library))
     assert isinstance(held, dict)
     if not held.get("containerEdits"):
         held.pop("containerEdits", None)
@@ -149,7 +221,14 @@ def judge_bytes(data: bytes, library: compat.Library = compat.DEFAULT_LIBRARY) -
         spec = models.Spec.model_validate(held)
     except pydantic.ValidationError as exc:  # pragma: no cover - decode only produces what the model holds
         return Judgement(None, [validation.Problem("", f"internal: {exc}", _K.FIELD)], decoded)
-    return Judgement(spec, validation.library_problems(spec, library), decoded)
+    problems = validation.library_problems(spec, library)
+    if nulls:
+        # The library stops at whichever comes first: a refusal, or the first null entry it dereferences.
+        crash = _crash(min(nulls, key=lambda where: _order(_crash(where))))
+        if not problems or _order(crash) < _order(problems[0]):
+            return Judgement(None, [crash], decoded)
+        return Judgement(None, problems, decoded)
+    return Judgement(spec, problems, decoded)
 
 
 def _compatibility(data: bytes, target: compat.Library) -> validation.Problem | None:

@@ -271,20 +271,26 @@ def _all_edits(spec: models.Spec) -> Iterator[tuple[str, models.ContainerEdits]]
 
 
 def crash_problems(kind: str) -> list[Problem]:
-    """Names that make every released library panic (slice bounds out of range): a one-character vendor or class."""
+    """Names that make every released library panic (slice bounds out of range): a one-character vendor, or a
+    one-character class after a valid vendor (the library checks the vendor first and stops at its error)."""
     vendor, sep, cls = kind.partition("/")
-    found = []
+    if not (sep and vendor and cls):
+        return []
     for what, value in (("vendor", vendor), ("class", cls)):
-        if sep and vendor and cls and len(value.encode()) == 1 and value.isascii() and value.isalpha():
-            found.append(
+        if len(value.encode()) == 1 and value.isascii() and value.isalpha():
+            return [
                 Problem(
                     "kind",
                     f"one-character {what} name {value!r} crashes the CDI library of every released runtime "
                     "(containerd fails to start with such a spec in its spec dirs)",
                     ProblemKind.CRASH,
                 )
-            )
-    return found[:1]
+            ]
+        try:
+            names.validate_vendor_name(value)  # the same grammar for a vendor and a class
+        except errors.InvalidNameError:
+            return []
+    return []
 
 
 def _device_edits_empty(edits: models.ContainerEdits, library: compat.Library) -> bool:

@@ -18,13 +18,14 @@ to see the verdicts by hand.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,23 +97,60 @@ class Oracle:
         )
         if result.returncode != 0:
             raise RuntimeError(f"oracle {self.binary} exited {result.returncode}: {result.stderr[-2000:]}")
-        verdicts = []
-        for line in result.stdout.splitlines():
-            raw = json.loads(line)
-            verdicts.append(
-                Verdict(
-                    path=raw["path"],
-                    loaded=raw["loaded"],
-                    error=raw["error"],
-                    panic=raw["panic"],
-                    parsed=raw["parsed"],
-                    parse_error=raw["parseError"],
-                    min_version=raw["minVersion"],
-                )
-            )
+        verdicts = [_verdict(line) for line in result.stdout.splitlines()]
         if [v.path for v in verdicts] != [str(p) for p in paths]:
             raise RuntimeError(f"oracle answered {len(verdicts)} verdicts for {len(paths)} files")
         return verdicts
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[OracleSession]:
+        """One long-lived oracle process answering file by file (for hypothesis: one example, one file)."""
+        process = subprocess.Popen(
+            [str(self.binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        try:
+            yield OracleSession(process)
+        finally:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(timeout=BATCH_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class OracleSession:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+
+    def judge(self, paths: Sequence[Path]) -> list[Verdict]:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        verdicts = []
+        for path in paths:
+            stdin.write(f"{path}\n")
+            stdin.flush()
+            line = stdout.readline()
+            if not line:
+                raise RuntimeError(f"oracle exited ({self._process.poll()}) while judging {path}")
+            verdicts.append(_verdict(line))
+            if verdicts[-1].path != str(path):
+                raise RuntimeError(f"oracle answered for {verdicts[-1].path} when asked about {path}")
+        return verdicts
+
+
+def _verdict(line: str) -> Verdict:
+    raw = json.loads(line)
+    return Verdict(
+        path=raw["path"],
+        loaded=raw["loaded"],
+        error=raw["error"],
+        panic=raw["panic"],
+        parsed=raw["parsed"],
+        parse_error=raw["parseError"],
+        min_version=raw["minVersion"],
+    )
 
 
 def _deb_tree(name: str, packages: Sequence[str], suite: str) -> Path:
