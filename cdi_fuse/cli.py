@@ -81,6 +81,13 @@ HostDevicePathOption = Annotated[
         "(e.g. /host/dev/fuse in a pod) [default: --device-path].",
     ),
 ]
+AllowOtherDeviceOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-other-device",
+        help="Hand out --device-path even when it is not the FUSE misc device (char 10:229).",
+    ),
+]
 PermissionsOption = Annotated[
     str, typer.Option("--permissions", help="Cgroup access granted to containers: any of r, w, m.")
 ]
@@ -90,6 +97,7 @@ PermissionsOption = Annotated[
 def generate_command(
     device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
     host_device_path: HostDevicePathOption = None,
+    allow_other_device: AllowOtherDeviceOption = False,
     vendor: VendorOption = generate.DEFAULT_VENDOR,
     cls: ClassOption = generate.DEFAULT_CLASS,
     device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
@@ -133,6 +141,7 @@ def generate_command(
         spec_dir=spec_dir,
         output=None if output is None or to_stdout else Path(output),
         host_device_path=host_device_path,
+        allow_other_device=allow_other_device,
     )
     try:
         result = generate.generate(options, write=False) if to_stdout or check else generate.generate(options)
@@ -300,6 +309,7 @@ def plugin_command(
     ] = True,
     device_path: DevicePathOption = defaults.DEVICE_PATH,
     host_device_path: HostDevicePathOption = None,
+    allow_other_device: AllowOtherDeviceOption = False,
     vendor: VendorOption = defaults.VENDOR,
     cls: ClassOption = defaults.CLASS,
     device_name: DeviceNameOption = defaults.DEVICE_NAME,
@@ -344,6 +354,7 @@ def plugin_command(
                 permissions=permissions,
                 spec_dir=dirs[0],
                 host_device_path=host_device_path,
+                allow_other_device=allow_other_device,
             ),
             write_spec=write_spec,
             runtime_probe=cri.RuntimeProbe(runtime_endpoints or defaults.RUNTIME_ENDPOINTS) if choice.is_auto else None,
@@ -444,6 +455,7 @@ def dra_command(
     ] = False,
     device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
     host_device_path: HostDevicePathOption = None,
+    allow_other_device: AllowOtherDeviceOption = False,
     vendor: VendorOption = generate.DEFAULT_VENDOR,
     cls: ClassOption = generate.DEFAULT_CLASS,
     device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
@@ -493,6 +505,7 @@ def dra_command(
             permissions=permissions,
             spec_dir=dirs[0],
             host_device_path=host_device_path,
+            allow_other_device=allow_other_device,
         ),
         write_spec=write_spec,
         remove_slices_on_stop=remove_slices_on_stop,

@@ -10,6 +10,7 @@ from typing import Final
 DEVICE_PATH: Final = Path("/dev/fuse")
 CONTAINER_DEVICE_PATH: Final = "/dev/fuse"
 PROC_FILESYSTEMS: Final = Path("/proc/filesystems")
+SYS_ROOT: Final = Path("/sys")
 PERMISSIONS: Final = "rw"
 
 # The CDI name of the device: vendor/class=name.

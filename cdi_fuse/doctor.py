@@ -6,6 +6,7 @@ Sits above deviceplugin and runtime (which do not import each other): it joins t
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Literal
 
 from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import store
-from cdi_fuse.deviceplugin import api, decider, endpoint
+from cdi_fuse.deviceplugin import decider, endpoint
 from cdi_fuse.node import fuse
 from cdi_fuse.runtime import cri
 
@@ -56,7 +57,7 @@ class DoctorOptions:
     spec_dirs: Sequence[Path] = defaults.SPEC_DIRS
     runtime_endpoints: Sequence[str] = defaults.RUNTIME_ENDPOINTS
     device_plugin_dir: Path = defaults.PLUGIN_DIR
-    sys_root: Path = Path("/sys")
+    sys_root: Path = defaults.SYS_ROOT
     runtime_timeout: float = defaults.RUNTIME_TIMEOUT_S
     dra_driver: str = defaults.DRA_DRIVER
     dra_registry_dir: Path = defaults.DRA_REGISTRY_DIR
@@ -75,16 +76,64 @@ def _kernel(options: DoctorOptions) -> Check:
     )
 
 
-def _device(options: DoctorOptions) -> tuple[Check, fuse.FuseDevice | None]:
+# What hostUsers: false pods need from the node, beyond a runtime handler that says it can run them.
+_USERNS_NEEDS = (
+    "user-namespaced pods need containerd >= 2.0 or CRI-O >= 1.25 with an OCI runtime that does idmap mounts "
+    "(runc >= 1.2, crun >= 1.9), Linux >= 6.3 and Kubernetes >= 1.30; other pods are not affected"
+)
+
+
+def _userns_support(view: cri.RuntimeInfo | None) -> tuple[bool | None, str]:
+    """Whether this node's runtime can run pods with hostUsers: false (None: cannot tell), and what it said."""
+    if view is None:
+        return None, "the runtime could not be asked whether it runs user-namespaced pods"
+    handler = view.default_handler
+    if handler is None:
+        return False, (
+            f"{view.description} reports no runtime handler features (CRI of Kubernetes 1.30+), so it cannot run "
+            "user-namespaced pods (hostUsers: false) the way Kubernetes runs them"
+        )
+    which = f"runtime handler {handler.name!r}" if handler.name else "default runtime handler"
+    can = "can" if handler.user_namespaces else "cannot"
+    return handler.user_namespaces, f"{view.description}: its {which} {can} run user-namespaced pods (hostUsers: false)"
+
+
+def _userns(view: cri.RuntimeInfo | None) -> Check:
+    supported, detail = _userns_support(view)
+    if supported:
+        return Check("userns", "ok", f"{detail} (kernel {platform.release()})")
+    return Check("userns", "warn", f"{detail} (kernel {platform.release()})", _USERNS_NEEDS)
+
+
+def _device(options: DoctorOptions, view: cri.RuntimeInfo | None) -> tuple[Check, fuse.FuseDevice | None]:
     try:
         device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+        fuse.validate_fuse_numbers(device, sys_root=options.sys_root)
     except errors.DeviceProbeError as exc:
         return Check("device", "fail", str(exc), exc.hint), None
     detail = (
         f"{device.path}: char {device.major}:{device.minor}, mode {device.mode:04o}, owner {device.uid}:{device.gid}"
     )
-    if (device.major, device.minor) != (10, 229):
-        return Check("device", "warn", detail, "FUSE is normally 10:229; check --device-path"), device
+    if not device.others_can_open:
+        supported, userns = _userns_support(view)
+        affected = {
+            True: "so FUSE pods with hostUsers: false will fail here",
+            False: "no pod is affected yet",
+            None: "",
+        }[supported]
+        return (
+            Check(
+                "device",
+                "warn",
+                f"{detail}: pods with hostUsers: false (user namespaces) cannot open it, since container root is "
+                f"not the node's owner there ({userns}{'; ' + affected if affected else ''})",
+                'make it 0666 for good with a udev rule, e.g. KERNEL=="fuse", MODE="0666" in '
+                "/etc/udev/rules.d/99-fuse.rules, or until reboot with `chmod 0666 /dev/fuse`. 0666 lets every "
+                "process on the node open /dev/fuse (Debian's default); mounting still needs CAP_SYS_ADMIN in the "
+                "mount's user namespace or the setuid fusermount3",
+            ),
+            device,
+        )
     return Check("device", "ok", detail), device
 
 
@@ -108,7 +157,7 @@ def _specs(options: DoctorOptions, dirs: Sequence[Path], label: str) -> Check:
     return Check(label, status, f"{name} resolves to {found.path}" + (f"; invalid specs: {bad}" if bad else ""))
 
 
-def _runtime(options: DoctorOptions) -> tuple[Check, api.RuntimeView | None, errors.CdiFuseError | None]:
+def _runtime(options: DoctorOptions) -> tuple[Check, cri.RuntimeInfo | None, errors.CdiFuseError | None]:
     try:
         view = cri.RuntimeProbe(options.runtime_endpoints, timeout=options.runtime_timeout)()
     except errors.CdiFuseError as exc:
@@ -217,12 +266,13 @@ def _dra_api(options: DoctorOptions) -> Check | None:
 def run_doctor(options: DoctorOptions) -> Report:
     """Check kernel, device, specs, runtime, kubelet and LSMs; say which strategy `auto` would pick."""
     report = Report()
+    runtime_check, view, error = _runtime(options)
     report.checks.append(_kernel(options))
-    device_check, _ = _device(options)
+    device_check, _ = _device(options, view)
     report.checks.append(device_check)
     report.checks.append(_specs(options, options.spec_dirs, "spec"))
-    runtime_check, view, error = _runtime(options)
     report.checks.append(runtime_check)
+    report.checks.append(_userns(view))
     runtime_dirs = tuple(Path(d) for d in view.cdi_spec_dirs) if view is not None else ()
     if view is not None and view.cdi_enabled and runtime_dirs != tuple(options.spec_dirs):
         report.checks.append(_specs(options, runtime_dirs, "runtime spec dirs"))

@@ -23,6 +23,7 @@ __all__ = [
     "SpecError",
     "SpecVersionError",
     "SpecWriteError",
+    "UnexpectedDeviceError",
 ]
 
 
@@ -67,6 +68,14 @@ class DeviceProbeError(CdiFuseError):
         super().__init__(message)
         self.device = device
         self.hint = hint
+
+
+class UnexpectedDeviceError(DeviceProbeError):
+    """The device is a character device, but not the FUSE misc device (10:229); `found` is its major:minor."""
+
+    def __init__(self, message: str, *, device: Path, found: tuple[int, int], hint: str = "") -> None:
+        super().__init__(message, device=device, hint=hint)
+        self.found = found
 
 
 class RuntimeQueryError(CdiFuseError):

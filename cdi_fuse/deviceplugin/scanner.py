@@ -28,7 +28,7 @@ class FuseScanner:
         observer: api.PluginObserver | None = None,
     ) -> None:
         self.options = options
-        self.device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+        self.device = generate.probe_device(options)  # refuses a device that is not FUSE, unless allowed
         self.spec_path = generate.default_output(options)
         self.write_spec = write_spec
         self._state = plugin_state

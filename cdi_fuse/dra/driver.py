@@ -94,7 +94,7 @@ class Driver:
         self.created = time.monotonic()
         options = config.generate_options
         self.qualified_name = options.qualified_name
-        self.device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+        self.device = generate.probe_device(options)  # refuses a device that is not FUSE, unless allowed
         self.spec_path = generate.default_output(options)
         self.publisher = publisher.SlicePublisher(
             store, driver=config.driver, node_name=config.node_name, sharing=config.sharing, count=config.count

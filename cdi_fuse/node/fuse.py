@@ -13,18 +13,23 @@ from cdi_fuse.cdi import models, versions
 __all__ = [
     "CONTAINER_DEVICE_PATH",
     "DEFAULT_DEVICE_PATH",
+    "FUSE_DEVICE_NUMBERS",
     "PROC_FILESYSTEMS",
     "FuseDevice",
     "Health",
     "build_fuse_spec",
     "check_health",
     "fuse_in_kernel",
+    "kernel_device_name",
     "probe_fuse",
+    "validate_fuse_numbers",
 ]
 
 DEFAULT_DEVICE_PATH = defaults.DEVICE_PATH
 CONTAINER_DEVICE_PATH = defaults.CONTAINER_DEVICE_PATH
 PROC_FILESYSTEMS = defaults.PROC_FILESYSTEMS
+# The FUSE device is the misc device (major 10) with the fixed minor 229 (linux/miscdevice.h: FUSE_MINOR).
+FUSE_DEVICE_NUMBERS = (10, 229)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,15 @@ class FuseDevice:
     mode: int  # permission bits only
     uid: int
     gid: int
+
+    @property
+    def numbers(self) -> tuple[int, int]:
+        return self.major, self.minor
+
+    @property
+    def others_can_open(self) -> bool:
+        """Read and write for "others": what a container root in a user namespace is, for the host's node."""
+        return self.mode & 0o006 == 0o006
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,36 @@ def probe_fuse(device_path: Path = DEFAULT_DEVICE_PATH, *, proc_filesystems: Pat
         mode=stat.S_IMODE(info.st_mode),
         uid=info.st_uid,
         gid=info.st_gid,
+    )
+
+
+def kernel_device_name(major: int, minor: int, *, sys_root: Path = defaults.SYS_ROOT) -> str | None:
+    """The kernel's name for a character device (DEVNAME in /sys/dev/char/M:m/uevent), e.g. "null" for 1:3."""
+    try:
+        uevent = (sys_root / "dev" / "char" / f"{major}:{minor}" / "uevent").read_text()
+    except OSError:
+        return None
+    for line in uevent.splitlines():
+        key, _, value = line.partition("=")
+        if key == "DEVNAME" and value:
+            return value
+    return None
+
+
+def validate_fuse_numbers(device: FuseDevice, *, sys_root: Path = defaults.SYS_ROOT) -> None:
+    """UnexpectedDeviceError unless `device` is the FUSE misc device 10:229; the message names what it is."""
+    if device.numbers == FUSE_DEVICE_NUMBERS:
+        return
+    name = kernel_device_name(device.major, device.minor, sys_root=sys_root)
+    known = f" (the kernel's {name!r})" if name else ""
+    fuse_numbers = ":".join(map(str, FUSE_DEVICE_NUMBERS))
+    raise errors.UnexpectedDeviceError(
+        f"{str(device.path)!r} is character device {device.major}:{device.minor}{known}, "
+        f"not the FUSE misc device {fuse_numbers}",
+        device=device.path,
+        found=device.numbers,
+        hint="point --device-path at the FUSE device (normally /dev/fuse); to hand out this device as FUSE "
+        "anyway, pass --allow-other-device",
     )
 
 

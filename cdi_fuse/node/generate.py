@@ -20,6 +20,7 @@ __all__ = [
     "default_output",
     "file_matches",
     "generate",
+    "probe_device",
 ]
 
 DEFAULT_VENDOR = defaults.VENDOR
@@ -42,6 +43,9 @@ class GenerateOptions:
     proc_filesystems: Path = fuse.PROC_FILESYSTEMS
     # Where the node is on the host, when the probe sees it elsewhere (e.g. /host/dev/fuse in a pod).
     host_device_path: Path | None = None
+    # Hand out a character device that is not the FUSE misc device 10:229 (refused otherwise).
+    allow_other_device: bool = False
+    sys_root: Path = defaults.SYS_ROOT
 
     @property
     def host_path(self) -> Path:
@@ -74,13 +78,26 @@ def default_output(options: GenerateOptions) -> Path:
     return options.spec_dir / f"{names.spec_file_name(options.vendor, options.cls)}.{ext}"
 
 
+def probe_device(options: GenerateOptions) -> fuse.FuseDevice:
+    """Probe the device to hand out; anything but the FUSE misc device is refused unless allowed.
+
+    Every path that hands out the device (generate, the device plugin, the DRA driver) probes through here.
+    """
+    device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+    if not options.allow_other_device:
+        fuse.validate_fuse_numbers(device, sys_root=options.sys_root)
+    return device
+
+
 def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) -> models.Spec:
     """Probe the device (unless given) and build a validated spec for it."""
     names.validate_vendor_name(options.vendor)
     names.validate_class_name(options.cls)
     names.validate_device_name(options.device_name)
     if device is None:
-        device = fuse.probe_fuse(options.device_path, proc_filesystems=options.proc_filesystems)
+        device = probe_device(options)
+    elif not options.allow_other_device:
+        fuse.validate_fuse_numbers(device, sys_root=options.sys_root)
     spec = fuse.build_fuse_spec(
         device,
         vendor=options.vendor,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CDI_SPEC_DIRS",
     "DEFAULT_ENDPOINTS",
+    "RuntimeHandler",
     "RuntimeInfo",
     "RuntimeProbe",
     "parse_version",
@@ -53,6 +54,15 @@ _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)")
 
 
 @dataclass(frozen=True)
+class RuntimeHandler:
+    """What one runtime handler (the OCI runtime behind it, e.g. runc) supports, as CRI Status reports it."""
+
+    name: str  # "" is the default handler
+    user_namespaces: bool  # pods with hostUsers: false (user namespaces with idmap mounts)
+    recursive_read_only_mounts: bool
+
+
+@dataclass(frozen=True)
 class RuntimeInfo:
     """What the runtime at `endpoint` said about itself; `reason` explains how `cdi_enabled` was decided."""
 
@@ -65,6 +75,14 @@ class RuntimeInfo:
     reason: str
     # False when the runtime did not say which dirs it scans and `cdi_spec_dirs` are the defaults
     cdi_spec_dirs_reported: bool = True
+    # Reported from the CRI of Kubernetes 1.30 on (containerd 2.x, CRI-O 1.30+); empty from older runtimes.
+    handlers: tuple[RuntimeHandler, ...] = ()
+
+    @property
+    def default_handler(self) -> RuntimeHandler | None:
+        """The handler pods get without a RuntimeClass ("" when reported, else the first); None: none reported."""
+        by_name = {handler.name: handler for handler in self.handlers}
+        return by_name.get("", self.handlers[0] if self.handlers else None)
 
     @property
     def description(self) -> str:
@@ -130,6 +148,10 @@ def query_runtime(endpoint: str, *, timeout: float = 2.0) -> RuntimeInfo:
         cdi_spec_dirs=decision.spec_dirs,
         reason=decision.reason,
         cdi_spec_dirs_reported=decision.spec_dirs_reported,
+        handlers=tuple(
+            RuntimeHandler(h.name, h.features.user_namespaces, h.features.recursive_read_only_mounts)
+            for h in status.runtime_handlers
+        ),
     )
     _log.debug("runtime at %s: %s", endpoint, info)
     return info

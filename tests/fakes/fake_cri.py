@@ -73,6 +73,8 @@ class RuntimeAnswers:
     config: Mapping[str, Any] | None = None
     info: Mapping[str, str] | None = None
     delay: float = 0.0
+    # (name, user_namespaces, recursive_read_only_mounts) per runtime handler; none like containerd 1.7
+    runtime_handlers: Sequence[tuple[str, bool, bool]] = ()
 
     def status_info(self) -> dict[str, str]:
         entries: dict[str, str] = {}
@@ -113,6 +115,13 @@ class _Servicer(cri_pb2_grpc.RuntimeServiceServicer):
         return cri_pb2.StatusResponse(
             status=cri_pb2.RuntimeStatus(conditions=conditions),
             info=self.answers.status_info() if request.verbose else {},
+            runtime_handlers=[
+                cri_pb2.RuntimeHandler(
+                    name=name,
+                    features=cri_pb2.RuntimeHandlerFeatures(user_namespaces=userns, recursive_read_only_mounts=rro),
+                )
+                for name, userns, rro in self.answers.runtime_handlers
+            ],
         )
 
 
@@ -176,6 +185,7 @@ def serve_fake_cri(
     config: Mapping[str, Any] | None = None,
     info: Mapping[str, str] | None = None,
     delay: float = 0.0,
+    runtime_handlers: Sequence[tuple[str, bool, bool]] = (),
 ) -> Iterator[str]:
     """Serve a fake runtime and yield its endpoint string. `tmp_dir` must be short; None makes one."""
     answers = RuntimeAnswers(
@@ -185,6 +195,7 @@ def serve_fake_cri(
         config=config,
         info=info,
         delay=delay,
+        runtime_handlers=runtime_handlers,
     )
     with FakeCri(answers, None if tmp_dir is None else Path(tmp_dir)) as fake:
         yield fake.endpoint

@@ -129,6 +129,24 @@ def test_generate_missing_device_says_modprobe_and_writes_nothing(runner: CliRun
     assert not (tmp_path / "cdi").exists()
 
 
+@pytest.mark.skipif(not fuse.fuse_in_kernel(), reason="the kernel does not list 'fuse' (`modprobe fuse`)")
+def test_generate_refuses_a_device_that_is_not_fuse_unless_allowed(runner: CliRunner, tmp_path: Path) -> None:
+    """Regression (issue 11): `generate --device-path /dev/null` wrote a spec handing out char 1:3."""
+    refused = runner.invoke(app, ["generate", "--device-path", "/dev/null", "--spec-dir", str(tmp_path / "cdi")])
+    assert refused.exit_code == 1
+    assert "error: '/dev/null' is character device 1:3 (the kernel's 'null'), not the FUSE misc device 10:229" in (
+        refused.stderr
+    )
+    assert "pass --allow-other-device" in refused.stderr
+    assert not (tmp_path / "cdi").exists()
+
+    allowed = runner.invoke(
+        app, ["generate", "--device-path", "/dev/null", "--allow-other-device", "--spec-dir", str(tmp_path / "cdi")]
+    )
+    assert allowed.exit_code == 0, allowed.stderr
+    assert "minor: 3" in (tmp_path / "cdi" / "cdi-fuse.io-fuse.yaml").read_text()
+
+
 def test_generate_regular_file_device(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "fuse").write_text("")
     result = runner.invoke(app, ["generate", "--device-path", str(tmp_path / "fuse"), "--spec-dir", str(tmp_path)])

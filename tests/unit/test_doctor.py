@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cdi_fuse import doctor
 from cdi_fuse.cli import app
 from cdi_fuse.node import fuse, generate
-from tests.conftest import PROC_FILESYSTEMS_WITH_FUSE, PROC_FILESYSTEMS_WITHOUT_FUSE
+from tests.conftest import PROC_FILESYSTEMS_WITH_FUSE, PROC_FILESYSTEMS_WITHOUT_FUSE, CharDeviceFactory
 from tests.fakes.fake_cri import containerd_config, crio_config, serve_fake_cri
 
 QUALIFIED = "cdi-fuse.io/fuse=fuse"
@@ -233,3 +233,79 @@ def test_crio_with_its_own_spec_dir_is_asked_for_it(node: dict[str, Path], tmp_p
     assert str(spec) in checks["runtime spec dirs"].detail
     assert report.strategy == "cdi"
     assert str(crio_dir) in report.strategy_reason
+
+
+# --- user namespaces and the device node's mode ------------------------------------------------------------
+
+RUNC_WITH_USERNS = [("", True, True), ("runc", True, True)]
+RUNC_WITHOUT_USERNS = [("", False, True), ("runc", False, True)]  # what containerd 2.1.9 + runc 1.1.5 says
+
+
+@pytest.mark.parametrize(
+    ("handlers", "status", "detail"),
+    [
+        pytest.param(RUNC_WITH_USERNS, "ok", "its default runtime handler can run user-namespaced pods", id="can"),
+        pytest.param(RUNC_WITHOUT_USERNS, "warn", "default runtime handler cannot run", id="cannot"),
+        pytest.param([("kata", True, False)], "ok", "runtime handler 'kata' can run", id="named-only"),
+        pytest.param([], "warn", "reports no runtime handler features (CRI of Kubernetes 1.30+)", id="not-reported"),
+    ],
+)
+def test_doctor_says_whether_the_runtime_can_run_user_namespaced_pods(
+    node: dict[str, Path], handlers: list[tuple[str, bool, bool]], status: str, detail: str
+) -> None:
+    with serve_fake_cri(runtime_version="v2.1.9", config=containerd_config(), runtime_handlers=handlers) as endpoint:
+        check = _by_name(doctor.run_doctor(_options(node, endpoint, device_path=node["proc"])))["userns"]
+
+    assert check.status == status
+    assert detail in check.detail and "containerd v2.1.9" in check.detail and "kernel " in check.detail
+    if status == "warn":
+        assert "containerd >= 2.0 or CRI-O >= 1.25" in check.hint and "runc >= 1.2" in check.hint
+
+
+def test_doctor_cannot_tell_user_namespaces_without_the_runtime(node: dict[str, Path]) -> None:
+    report = doctor.run_doctor(_options(node, "unix:///nonexistent/cri.sock", device_path=node["proc"]))
+
+    check = _by_name(report)["userns"]
+    assert check.status == "warn" and "could not be asked whether it runs user-namespaced pods" in check.detail
+
+
+def test_a_device_that_is_not_fuse_blocks(node: dict[str, Path]) -> None:
+    report = doctor.run_doctor(_options(node, "unix:///nonexistent/cri.sock", device_path=Path("/dev/null")))
+
+    check = _by_name(report)["device"]
+    assert check.status == "fail" and report.blocking
+    assert "'/dev/null' is character device 1:3" in check.detail and "not the FUSE misc device 10:229" in check.detail
+    assert "--allow-other-device" in check.hint
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("handlers", "consequence"),
+    [
+        pytest.param(RUNC_WITH_USERNS, "so FUSE pods with hostUsers: false will fail here", id="runtime-can"),
+        pytest.param([], "no pod is affected yet", id="runtime-cannot"),
+    ],
+)
+def test_device_mode_0600_warns_with_the_fix(
+    node: dict[str, Path], make_char_device: CharDeviceFactory, handlers: list[tuple[str, bool, bool]], consequence: str
+) -> None:
+    """Regression (issue 11): doctor reported a 0600 /dev/fuse as OK, yet hostUsers: false pods cannot open it."""
+    device = make_char_device("fuse", mode=0o600)
+    with serve_fake_cri(runtime_version="v2.1.9", config=containerd_config(), runtime_handlers=handlers) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint, device_path=device))
+
+    check = _by_name(report)["device"]
+    assert check.status == "warn" and not report.blocking
+    assert "mode 0600" in check.detail and "pods with hostUsers: false (user namespaces) cannot open it" in check.detail
+    assert consequence in check.detail
+    for fix in ('KERNEL=="fuse", MODE="0666"', "/etc/udev/rules.d/", "chmod 0666 /dev/fuse", "every process"):
+        assert fix in check.hint, fix
+
+
+@pytest.mark.root
+def test_device_mode_0666_is_ok(node: dict[str, Path], make_char_device: CharDeviceFactory) -> None:
+    device = make_char_device("fuse", mode=0o666)
+    report = doctor.run_doctor(_options(node, "unix:///nonexistent/cri.sock", device_path=device))
+
+    check = _by_name(report)["device"]
+    assert check.status == "ok" and "mode 0666" in check.detail

@@ -193,3 +193,38 @@ def test_host_path(
     assert nodes is not None
     assert (nodes[0].path, nodes[0].host_path, spec.cdi_version) == ("/dev/fuse", host_path, version)
     assert probed[0][0] == Path(device_path)
+
+
+# --- only the FUSE device is handed out -------------------------------------------------------------------
+
+
+def test_generate_refuses_dev_null_and_writes_nothing(tmp_path: Path, proc_filesystems: Path) -> None:
+    """Regression (issue 11): `generate --device-path /dev/null` wrote a spec for char 1:3."""
+    options = generate.GenerateOptions(
+        device_path=Path("/dev/null"), spec_dir=tmp_path / "cdi", proc_filesystems=proc_filesystems
+    )
+
+    with pytest.raises(errors.UnexpectedDeviceError, match=r"1:3 \(the kernel's 'null'\), not the FUSE misc device"):
+        generate.generate(options)
+
+    assert not (tmp_path / "cdi").exists()
+
+
+def test_generate_hands_out_another_device_only_when_asked(tmp_path: Path, proc_filesystems: Path) -> None:
+    options = generate.GenerateOptions(
+        device_path=Path("/dev/null"), spec_dir=tmp_path, proc_filesystems=proc_filesystems, allow_other_device=True
+    )
+
+    result = generate.generate(options)
+
+    (node,) = result.spec.devices[0].container_edits.device_nodes or []
+    assert (node.major, node.minor, node.host_path) == (1, 3, "/dev/null")
+
+
+def test_a_given_device_is_checked_too(fuse_device: fuse.FuseDevice, tmp_path: Path) -> None:
+    other = fuse.FuseDevice(Path("/dev/other"), 10, 230, 0o666, 0, 0)
+    options = generate.GenerateOptions(spec_dir=tmp_path, sys_root=tmp_path)
+
+    with pytest.raises(errors.UnexpectedDeviceError):
+        generate.build_spec(options, device=other)
+    assert generate.build_spec(options, device=fuse_device).devices[0].name == "fuse"

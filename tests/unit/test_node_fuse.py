@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -197,3 +198,64 @@ def test_build_fuse_spec_host_path(
     nodes = spec.devices[0].container_edits.device_nodes
     assert nodes is not None and nodes[0].host_path == written
     assert spec.cdi_version == version
+
+
+# --- is it the FUSE device? -----------------------------------------------------------------------------
+
+
+def _sys_with(tmp_path: Path, major: int, minor: int, uevent: str) -> Path:
+    entry = tmp_path / "sys" / "dev" / "char" / f"{major}:{minor}"
+    entry.mkdir(parents=True)
+    (entry / "uevent").write_text(uevent)
+    return tmp_path / "sys"
+
+
+def test_kernel_device_name_reads_devname(tmp_path: Path) -> None:
+    sys_root = _sys_with(tmp_path, 1, 3, "MAJOR=1\nMINOR=3\nDEVNAME=null\nDEVMODE=0666\n")
+
+    assert fuse.kernel_device_name(1, 3, sys_root=sys_root) == "null"
+    assert fuse.kernel_device_name(1, 5, sys_root=sys_root) is None
+    assert fuse.kernel_device_name(1, 3, sys_root=_sys_with(tmp_path / "b", 1, 3, "MAJOR=1\n")) is None
+
+
+def test_the_fuse_misc_device_passes(fuse_device: fuse.FuseDevice, tmp_path: Path) -> None:
+    assert fuse.FUSE_DEVICE_NUMBERS == (10, 229) == fuse_device.numbers
+    fuse.validate_fuse_numbers(fuse_device, sys_root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("numbers", "uevent", "expected"),
+    [
+        pytest.param((1, 3), "DEVNAME=null\n", "is character device 1:3 (the kernel's 'null'), not", id="dev-null"),
+        pytest.param((10, 230), "", "is character device 10:230, not the FUSE misc device 10:229", id="unnamed"),
+    ],
+)
+def test_another_char_device_is_refused_naming_what_it_is(
+    fuse_device: fuse.FuseDevice, tmp_path: Path, numbers: tuple[int, int], uevent: str, expected: str
+) -> None:
+    """Regression (issue 11): `generate --device-path /dev/null` wrote a spec handing out /dev/null as FUSE."""
+    device = replace(fuse_device, path=Path("/dev/other"), major=numbers[0], minor=numbers[1])
+    sys_root = _sys_with(tmp_path, *numbers, uevent)
+
+    with pytest.raises(errors.UnexpectedDeviceError, match=re.escape(expected)) as info:
+        fuse.validate_fuse_numbers(device, sys_root=sys_root)
+
+    assert isinstance(info.value, errors.DeviceProbeError)
+    assert info.value.found == numbers and info.value.device == Path("/dev/other")
+    assert "--allow-other-device" in info.value.hint
+
+
+def test_dev_null_is_named_by_the_real_sysfs(proc_filesystems: Path) -> None:
+    device = fuse.probe_fuse(Path("/dev/null"), proc_filesystems=proc_filesystems)
+
+    with pytest.raises(
+        errors.UnexpectedDeviceError, match=r"'/dev/null' is character device 1:3 \(the kernel's 'null'\)"
+    ):
+        fuse.validate_fuse_numbers(device)
+
+
+@pytest.mark.parametrize(
+    ("mode", "others"), [(0o666, True), (0o600, False), (0o660, False), (0o664, False), (0o606, True)]
+)
+def test_others_can_open(fuse_device: fuse.FuseDevice, mode: int, others: bool) -> None:
+    assert replace(fuse_device, mode=mode).others_can_open is others

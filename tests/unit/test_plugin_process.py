@@ -192,6 +192,26 @@ def test_missing_device_exits_1_with_the_modprobe_hint(plugin_dir: Path, tmp_pat
     assert os.listdir(plugin_dir) == []
 
 
+def test_a_device_that_is_not_fuse_exits_1_naming_it(plugin_dir: Path, tmp_path: Path) -> None:
+    """The plugin refuses /dev/null (char 1:3) as generate does: nothing served, nothing written."""
+    args = ["--device-plugin-dir", str(plugin_dir), "--spec-dir", str(tmp_path / "cdi"), "--strategy", "cdi"]
+    for extra in ([], ["--no-generate"]):
+        result = run_plugin(*args, "--device-path", "/dev/null", *extra)
+        assert result.returncode == 1, result.stderr
+        assert "'/dev/null' is character device 1:3 (the kernel's 'null'), not the FUSE misc device" in result.stderr
+        assert "--allow-other-device" in result.stderr
+    assert os.listdir(plugin_dir) == []
+    assert not (tmp_path / "cdi").exists()
+
+
+def test_another_device_is_served_when_allowed(kubelet: FakeKubelet, start_plugin: StartPlugin, tmp_path: Path) -> None:
+    plugin = start_plugin(kubelet.plugin_dir, "--device-path", "/dev/null", "--allow-other-device")
+    kubelet.wait_for_plugin(RESOURCE, timeout=15)
+    spec = (tmp_path / "cdi" / "cdi-fuse.io-fuse.yaml").read_text()
+    assert "major: 1" in spec and "minor: 3" in spec
+    assert plugin.stop(signal.SIGTERM) == 0
+
+
 def test_bad_strategy_exits_2(plugin_dir: Path, tmp_path: Path) -> None:
     result = run_plugin("--device-plugin-dir", str(plugin_dir), "--spec-dir", str(tmp_path), "--strategy", "magic")
     assert result.returncode == 2

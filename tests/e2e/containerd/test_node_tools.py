@@ -76,3 +76,24 @@ def test_doctor_reads_cdi_off_from_real_containerd(containerd_runtime: RuntimeFa
     assert "CDI disabled" in check["detail"]
     assert "runtime-config" in check["hint"]
     assert report["strategy"]["auto"] == "device-spec"  # type: ignore[index]
+
+
+def test_doctor_says_whether_this_containerd_runs_user_namespaced_pods(
+    containerd_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    """containerd 1.7 reports no runtime handler features; 2.x reports them per handler (with this host's runc
+    1.1.5, which has no idmap mounts: no user namespaces). doctor repeats what the runtime says."""
+    runtime = containerd_runtime(True)
+    handlers = {h.name: h.features.user_namespaces for h in runtime.client.status().runtime_handlers}
+    report = _doctor(runtime, f"doctor-{uuid.uuid4().hex[:8]}.cdi-fuse.io", tmp_path)
+    check = _check(report, "userns")
+    print(f"containerd {runtime.version} handlers {handlers}: {check}")
+
+    if runtime.daemon.install.version_tuple[0] < 2:
+        assert handlers == {}
+        assert "reports no runtime handler features" in check["detail"]
+    else:
+        assert "" in handlers
+        can = "can" if handlers[""] else "cannot"
+        assert f"its default runtime handler {can} run user-namespaced pods" in check["detail"]
+    assert check["status"] == ("ok" if handlers.get("") else "warn")
