@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from cdi_fuse import defaults, errors
-from cdi_fuse.cdi import store
+from cdi_fuse.cdi import compat, store
+from cdi_fuse.cdi import report as spec_report
 from cdi_fuse.deviceplugin import decider, endpoint
 from cdi_fuse.node import fuse
 from cdi_fuse.runtime import cri
@@ -263,6 +264,32 @@ def _dra_api(options: DoctorOptions) -> Check | None:
     return Check("dra api", "warn", "resource.k8s.io is not served", "use `cdi-fuse plugin` on this cluster")
 
 
+def _runtime_library(description: str, dirs: Sequence[Path]) -> Check:
+    """Can the runtime's own CDI library (by the release it reports) load the specs in its dirs?"""
+    runtime = compat.reported_runtime_library(description)
+    if runtime is None:
+        return Check("runtime library", "ok", f"{description}: no CDI library version on record; specs not judged")
+    refusals = spec_report.runtime_refusals(runtime, dirs)
+    where = ", ".join(str(d) for d in dirs) or "no spec dirs"
+    if not refusals:
+        return Check("runtime library", "ok", f"{runtime.label} loads every valid spec in {where}")
+    crashes = [r for r in refusals if r.crashes]
+    if crashes:
+        return Check(
+            "runtime library",
+            "fail",
+            f"{runtime.label} crashes on {'; '.join(map(str, crashes))}",
+            "remove or fix the file: the runtime fails to start (or loses every CDI device) with it in its dirs",
+        )
+    return Check(
+        "runtime library",
+        "warn",
+        f"{runtime.label} cannot load {'; '.join(map(str, refusals))}",
+        f"its library knows cdiVersion up to {runtime.library.max_cdi_version}: regenerate with "
+        f"`cdi-fuse generate --spec-version {runtime.library.max_cdi_version}` (or let it pick the minimum)",
+    )
+
+
 def run_doctor(options: DoctorOptions) -> Report:
     """Check kernel, device, specs, runtime, kubelet and LSMs; say which strategy `auto` would pick."""
     report = Report()
@@ -276,6 +303,8 @@ def run_doctor(options: DoctorOptions) -> Report:
     runtime_dirs = tuple(Path(d) for d in view.cdi_spec_dirs) if view is not None else ()
     if view is not None and view.cdi_enabled and runtime_dirs != tuple(options.spec_dirs):
         report.checks.append(_specs(options, runtime_dirs, "runtime spec dirs"))
+    if view is not None and view.cdi_enabled:
+        report.checks.append(_runtime_library(view.description, runtime_dirs))
     report.checks.append(_kubelet(options))
     report.checks.append(_dra_driver(options))
     api_check = _dra_api(options)

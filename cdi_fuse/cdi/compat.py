@@ -24,13 +24,17 @@ from typing import NamedTuple
 from cdi_fuse import errors
 
 __all__ = [
+    "DEBIAN_BUILDS",
     "DEFAULT_LIBRARY",
     "LIBRARIES",
     "RUNTIMES",
     "Library",
+    "RuntimeLibrary",
     "RuntimeRelease",
     "library",
+    "loads_version",
     "parse_runtime",
+    "reported_runtime_library",
     "runtime_library",
     "runtimes_using",
 ]
@@ -167,6 +171,48 @@ def runtime_library(runtime: str, version: tuple[int, ...]) -> tuple[Library, st
     if tuple(version) > newest.last[: len(version)]:
         return _line(newest.library), newest.library  # a newer release bundles at least the newest we know
     return None
+
+
+# Debian builds link Debian's packaged library, not the one in the upstream go.mod (sources above), keyed by the
+# version the runtime reports over CRI. (sid's containerd reports "2.1.9+unknown": the same 1.0.1 as upstream.)
+DEBIAN_BUILDS: dict[tuple[str, str], str] = {("containerd", "1.7.24~ds1"): "0.8.0"}
+
+
+@dataclass(frozen=True)
+class RuntimeLibrary:
+    """The CDI library a running runtime loads specs with."""
+
+    runtime: str  # as it describes itself, e.g. "containerd 2.1.9"
+    library: Library
+    module: str  # the library module version, e.g. "1.0.1"
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} (CDI library {self.module})"
+
+
+def reported_runtime_library(description: str) -> RuntimeLibrary | None:
+    """The library of a runtime as it describes itself over CRI ("containerd 1.7.24~ds1", "cri-o 1.33.2":
+    runtime_name and runtime_version); None when no library is known for that release."""
+    name_text, _, version_text = description.strip().partition(" ")
+    name = _NAMES.get(name_text.lower())
+    if name is None:
+        return None
+    module = DEBIAN_BUILDS.get((name, version_text.strip().removeprefix("v")))
+    if module is not None:
+        return RuntimeLibrary(description.strip(), _line(module), module)
+    try:
+        _, version = parse_runtime(f"{name} {version_text.strip()}")
+    except errors.SpecError:
+        return None
+    found = runtime_library(name, version)
+    return None if found is None else RuntimeLibrary(description.strip(), found[0], found[1])
+
+
+def loads_version(library: Library, cdi_version: str) -> bool:
+    """Whether `library` accepts a declared cdiVersion (one leading 'v' is stripped; below 0.3.0 is refused)."""
+    declared = cdi_version.removeprefix("v")
+    return declared in library.cdi_versions and declared not in ("0.1.0", "0.2.0")
 
 
 def parse_runtime(text: str) -> tuple[str, tuple[int, ...]]:

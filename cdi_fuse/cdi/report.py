@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +26,13 @@ __all__ = [
     "MAX_SPEC_SIZE",
     "FileReport",
     "Judgement",
+    "Refusal",
     "ReportedProblem",
     "judge_bytes",
     "judge_file",
     "load_spec_bytes",
     "render_text",
+    "runtime_refusals",
     "spec_type_for",
 ]
 
@@ -352,3 +355,46 @@ def render_text(report: FileReport) -> str:
 def spec_type_for(library: compat.Library) -> decode.GoType:
     """The Go spec type `library` decodes into."""
     return _spec_type(library)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A spec file a runtime's library will not load: `problem` is its first objection."""
+
+    path: Path
+    problem: validation.Problem
+
+    @property
+    def crashes(self) -> bool:
+        return self.problem.kind is _K.CRASH
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _spec_files(directory: Path) -> list[Path]:
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.suffix in (".json", ".yaml") and p.is_file()]
+
+
+def runtime_refusals(runtime: compat.RuntimeLibrary, spec_dirs: Sequence[Path]) -> list[Refusal]:
+    """Spec files in `spec_dirs` the runtime's library crashes on, or refuses although the newest library loads
+    them (what the runtime's own spec scan would drop, or die on, that `validate` alone calls valid)."""
+    found = []
+    for directory in spec_dirs:
+        for path in _spec_files(directory):
+            try:
+                data = load_spec_bytes(path)
+            except (OSError, ValueError):
+                continue
+            if len(data) > MAX_SPEC_SIZE:
+                continue
+            judged = judge_bytes(data, runtime.library)
+            if judged.loads:
+                continue
+            if judged.crashes or (runtime.library != compat.DEFAULT_LIBRARY and judge_bytes(data).loads):
+                found.append(Refusal(path, judged.problems[0]))
+    return found

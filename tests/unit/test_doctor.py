@@ -309,3 +309,62 @@ def test_device_mode_0666_is_ok(node: dict[str, Path], make_char_device: CharDev
 
     check = _by_name(report)["device"]
     assert check.status == "ok" and "mode 0666" in check.detail
+
+
+# --- the runtime's own CDI library (issue 10) -----------------------------------------------------------------------
+
+_SPEC_1_1 = "cdiVersion: 1.1.0\nkind: cdi-fuse.io/fuse\ndevices:\n- name: fuse\n  containerEdits:\n    env: [A=1]\n"
+
+
+@pytest.mark.parametrize(
+    ("version", "status", "detail"),
+    [
+        # Debian sid's containerd 2.1.9 bundles library 1.0.1: it refuses cdiVersion 1.1.0.
+        pytest.param(
+            "2.1.9+unknown",
+            "warn",
+            "containerd 2.1.9+unknown (CDI library 1.0.1) cannot load {spec}: cdiVersion: invalid version '1.1.0'",
+            id="containerd-2.1",
+        ),
+        pytest.param("v2.2.1", "ok", "containerd v2.2.1 (CDI library 1.1.0) loads every valid spec in", id="2.2.1"),
+        # Debian trixie's 1.7.24~ds1 links Debian's library 0.8.0, not the vendored 0.7.2.
+        pytest.param("1.7.24~ds1", "warn", "(CDI library 0.8.0) cannot load", id="containerd-1.7.24-debian"),
+    ],
+)
+def test_runtime_library_judges_the_specs_in_its_dirs(
+    node: dict[str, Path], version: str, status: str, detail: str
+) -> None:
+    node["spec_dir"].mkdir()
+    spec = node["spec_dir"] / "cdi-fuse.io-fuse.yaml"
+    spec.write_text(_SPEC_1_1)
+    config = containerd_config(enable_cdi=True, spec_dirs=[str(node["spec_dir"])])
+    with serve_fake_cri(runtime_name="containerd", runtime_version=version, config=config) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint))
+    check = _by_name(report)["runtime library"]
+    assert check.status == status
+    assert detail.format(spec=spec) in check.detail
+    if status == "warn":
+        assert "--spec-version 1.0.0" in check.hint or "--spec-version 0.8.0" in check.hint
+
+
+def test_runtime_library_fails_on_a_spec_that_crashes_the_runtime(node: dict[str, Path]) -> None:
+    node["spec_dir"].mkdir()
+    spec = node["spec_dir"] / "a-fuse.yaml"
+    spec.write_text(_SPEC_1_1.replace("1.1.0", "0.3.0").replace("cdi-fuse.io/fuse", "a/fuse"))
+    config = containerd_config(enable_cdi=True, spec_dirs=[str(node["spec_dir"])])
+    with serve_fake_cri(runtime_name="containerd", runtime_version="2.1.9+unknown", config=config) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint))
+    check = _by_name(report)["runtime library"]
+    assert check.status == "fail"
+    assert f"crashes on {spec}: kind: one-character vendor name 'a'" in check.detail
+    assert "fails to start" in check.hint
+    assert report.blocking
+
+
+def test_runtime_library_of_an_unknown_release_is_not_judged(node: dict[str, Path]) -> None:
+    config = containerd_config(enable_cdi=True, spec_dirs=[str(node["spec_dir"])])
+    with serve_fake_cri(runtime_name="containerd", runtime_version="weird", config=config) as endpoint:
+        report = doctor.run_doctor(_options(node, endpoint))
+    check = _by_name(report)["runtime library"]
+    assert check.status == "ok"
+    assert check.detail == "containerd weird: no CDI library version on record; specs not judged"
