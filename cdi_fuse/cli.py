@@ -1,4 +1,7 @@
-"""The `cdi-fuse` command line: parses options, sets up logging, calls one library function, prints."""
+"""The `cdi-fuse` command line: parses options, sets up logging, calls one library function, prints.
+
+Option defaults come from cdi_fuse.defaults. Library modules are imported inside each command, so a command
+loads only what it uses (`plugin` runs for the node's lifetime: no pydantic, no jsonschema)."""
 
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ import typer
 
 import cdi_fuse
 from cdi_fuse import defaults, errors
-from cdi_fuse.cdi import names, report, store
-from cdi_fuse.node import fuse, generate
 
 app = typer.Typer(
     name="cdi-fuse",
@@ -95,20 +96,20 @@ PermissionsOption = Annotated[
 
 @app.command("generate")
 def generate_command(
-    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    device_path: DevicePathOption = defaults.DEVICE_PATH,
     host_device_path: HostDevicePathOption = None,
     allow_other_device: AllowOtherDeviceOption = False,
-    vendor: VendorOption = generate.DEFAULT_VENDOR,
-    cls: ClassOption = generate.DEFAULT_CLASS,
-    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
-    permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
+    vendor: VendorOption = defaults.VENDOR,
+    cls: ClassOption = defaults.CLASS,
+    device_name: DeviceNameOption = defaults.DEVICE_NAME,
+    permissions: PermissionsOption = defaults.PERMISSIONS,
     fmt: Annotated[
         SpecFormatOption | None,
         typer.Option("--format", help="Spec encoding (default: from the --output extension, else yaml)."),
     ] = None,
     spec_dir: Annotated[
         Path, typer.Option("--spec-dir", help="Directory the runtime reads specs from.", readable=False)
-    ] = Path("/etc/cdi"),
+    ] = defaults.SPEC_DIR,
     output: Annotated[
         str | None,
         typer.Option(
@@ -129,6 +130,8 @@ def generate_command(
     Prints the qualified device name (vendor/class=name) that containers then request, e.g.
     `podman run --device cdi-fuse.io/fuse=fuse` or through the `cdi-fuse plugin` resource.
     """
+    from cdi_fuse.node import generate
+
     to_stdout = output == "-"
     options = generate.GenerateOptions(
         device_path=device_path,
@@ -187,6 +190,8 @@ def validate_command(
     schema, depends on YAML 1.1-vs-1.2 reading, or an older runtime release refuses it.
     Exit 0 when every file is valid (warnings allowed unless --strict), 1 on errors, 2 when a file cannot be read.
     """
+    from cdi_fuse.cdi import report
+
     try:
         reports = [report.judge_file(path, runtime=runtime) for path in files]
     except errors.SpecError as exc:
@@ -221,24 +226,11 @@ def list_command(
     Like the runtimes' CDI cache: only .json/.yaml files, a bad file is reported and skipped, and a
     device defined by two files in the same directory is a conflict and not listed.
     """
-    registry = store.scan_spec_dirs(tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS)
+    from cdi_fuse.cdi import store
+
+    registry = store.scan_spec_dirs(tuple(spec_dirs) if spec_dirs else defaults.SPEC_DIRS)
     if output is OutputFormat.json:
-        typer.echo(
-            json.dumps(
-                {
-                    "specDirs": [str(d) for d in registry.spec_dirs],
-                    "devices": [
-                        {"name": d.qualified_name, "path": str(d.path), "priority": d.priority}
-                        for d in sorted(registry.devices.values(), key=lambda d: d.qualified_name)
-                    ],
-                    "conflicts": [
-                        {"name": n, "paths": [str(p) for p in ps]} for n, ps in sorted(registry.conflicts.items())
-                    ],
-                    "errors": [{"path": str(p), "error": e} for p, e in sorted(registry.spec_errors.items())],
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(registry.as_dict(), indent=2))
         return
     if not registry.devices:
         typer.echo(f"no CDI devices in {', '.join(str(d) for d in registry.spec_dirs)}")
@@ -251,121 +243,19 @@ def list_command(
         typer.echo(f"skipped {path}: {error}")
 
 
-@app.command("plugin")
-def plugin_command(
-    device_plugin_dir: Annotated[
-        Path,
-        typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False),
-    ] = defaults.PLUGIN_DIR,
-    resource_names: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--resource-name",
-            help="Extended resource to advertise; repeatable, each served on its own socket (e.g. add "
-            "github.com/fuse, squat.ai/fuse, smarter-devices/fuse to replace those plugins) "
-            f"[default: {defaults.RESOURCE_NAME}].",
-        ),
-    ] = None,
-    count: Annotated[
-        int,
-        typer.Option(
-            "--count",
-            min=1,
-            help="Devices advertised per resource. /dev/fuse is shared, so this caps concurrent users per "
-            f"node; {defaults.COUNT} is the kubelet's default max pods.",
-        ),
-    ] = defaults.COUNT,
-    strategy: Annotated[
-        str,
-        typer.Option(
-            "--strategy",
-            help="How Allocate hands out the device: 'auto' or a comma list of cdi, cdi-annotations, "
-            "device-spec. 'auto' sends the CDI name and the device when it cannot ask the runtime and the name "
-            "resolves in --spec-dir (right whether the runtime has CDI on or off); when it can ask the runtime "
-            "over CRI (--runtime-endpoint reachable), the CDI name alone with CDI on, the device alone with CDI off.",
-        ),
-    ] = defaults.STRATEGY,
-    spec_dirs: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--spec-dir",
-            readable=False,
-            help="CDI spec dirs, lowest priority first; --generate writes into the first; used for 'auto' when "
-            "the runtime does not report its own [default: /etc/cdi, /var/run/cdi].",
-        ),
-    ] = None,
-    runtime_endpoints: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--runtime-endpoint",
-            help="CRI endpoint(s) asked by 'auto'; the first that answers is used. Reaching one gives the "
-            "plugin the power to start privileged containers: the default deployment mounts none "
-            f"[default: {', '.join(defaults.RUNTIME_ENDPOINTS)}].",
-        ),
-    ] = None,
-    write_spec: Annotated[
-        bool,
-        typer.Option("--generate/--no-generate", help="Write the CDI spec at start and restore it if changed."),
-    ] = True,
-    device_path: DevicePathOption = defaults.DEVICE_PATH,
-    host_device_path: HostDevicePathOption = None,
-    allow_other_device: AllowOtherDeviceOption = False,
-    vendor: VendorOption = defaults.VENDOR,
-    cls: ClassOption = defaults.CLASS,
-    device_name: DeviceNameOption = defaults.DEVICE_NAME,
-    permissions: PermissionsOption = defaults.PERMISSIONS,
-    metrics_address: Annotated[
-        str | None,
-        typer.Option(
-            "--metrics-address",
-            help="Serve /metrics, /livez and /healthz (ready only while registered with a kubelet that answers "
-            "and the device is healthy) on host:port, e.g. 127.0.0.1:9400 or [::1]:9400 [default: off].",
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-) -> None:
-    """Run the kubelet device plugin that advertises /dev/fuse as a shareable resource.
+@app.command(
+    "plugin",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+def plugin_command(ctx: typer.Context) -> None:
+    """Run the kubelet device plugin that advertises /dev/fuse as a shareable resource (see --help).
 
-    Pods request it with `resources.limits: {cdi-fuse.io/fuse: 1}`. Stops cleanly on SIGTERM/SIGINT,
-    removing its sockets.
+    Its options are parsed by cdi_fuse.plugin_command (argparse): the long-running process stays lean.
     """
-    from cdi_fuse.deviceplugin import loop, strategies
-    from cdi_fuse.node import generate
-    from cdi_fuse.runtime import cri
+    from cdi_fuse import plugin_command as command
 
-    try:
-        logging.getLogger().setLevel(log_level.upper())
-    except ValueError as exc:
-        raise _fail(f"invalid --log-level {log_level!r}: {exc}", code=EXIT_USAGE) from None
-    dirs = tuple(spec_dirs) if spec_dirs else defaults.SPEC_DIRS
-    try:
-        choice = strategies.parse_strategy(strategy)
-        config = loop.PluginConfig(
-            plugin_dir=device_plugin_dir,
-            resource_names=tuple(dict.fromkeys(resource_names or [defaults.RESOURCE_NAME])),
-            count=count,
-            strategy=choice,
-            spec_dirs=dirs,
-            generate_options=generate.GenerateOptions(
-                device_path=device_path,
-                vendor=vendor,
-                cls=cls,
-                device_name=device_name,
-                permissions=permissions,
-                spec_dir=dirs[0],
-                host_device_path=host_device_path,
-                allow_other_device=allow_other_device,
-            ),
-            write_spec=write_spec,
-            runtime_probe=cri.RuntimeProbe(runtime_endpoints or defaults.RUNTIME_ENDPOINTS) if choice.is_auto else None,
-        )
-        loop.run_plugin(config, metrics_address=metrics_address)
-    except (errors.InvalidOptionError, errors.InvalidNameError) as exc:
-        raise _fail(str(exc), code=EXIT_USAGE) from None
-    except errors.DeviceProbeError as exc:
-        raise _fail(str(exc), hint=exc.hint) from None
-    except errors.CdiFuseError as exc:
-        raise _fail(str(exc)) from None
+    raise typer.Exit(command.main(ctx.args))
 
 
 class SharingOption(StrEnum):
@@ -453,13 +343,13 @@ def dra_command(
             "stays unregistered for 30 s.",
         ),
     ] = False,
-    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
+    device_path: DevicePathOption = defaults.DEVICE_PATH,
     host_device_path: HostDevicePathOption = None,
     allow_other_device: AllowOtherDeviceOption = False,
-    vendor: VendorOption = generate.DEFAULT_VENDOR,
-    cls: ClassOption = generate.DEFAULT_CLASS,
-    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
-    permissions: PermissionsOption = generate.DEFAULT_PERMISSIONS,
+    vendor: VendorOption = defaults.VENDOR,
+    cls: ClassOption = defaults.CLASS,
+    device_name: DeviceNameOption = defaults.DEVICE_NAME,
+    permissions: PermissionsOption = defaults.PERMISSIONS,
     health_address: Annotated[
         str | None,
         typer.Option(
@@ -482,6 +372,7 @@ def dra_command(
     from cdi_fuse.dra import api as dra_api
     from cdi_fuse.dra import driver as dra_driver
     from cdi_fuse.dra import entry, health
+    from cdi_fuse.node import generate
 
     try:
         logging.getLogger().setLevel(log_level.upper())
@@ -533,10 +424,10 @@ def dra_command(
 
 @app.command("doctor")
 def doctor_command(
-    device_path: DevicePathOption = fuse.DEFAULT_DEVICE_PATH,
-    vendor: VendorOption = generate.DEFAULT_VENDOR,
-    cls: ClassOption = generate.DEFAULT_CLASS,
-    device_name: DeviceNameOption = generate.DEFAULT_DEVICE_NAME,
+    device_path: DevicePathOption = defaults.DEVICE_PATH,
+    vendor: VendorOption = defaults.VENDOR,
+    cls: ClassOption = defaults.CLASS,
+    device_name: DeviceNameOption = defaults.DEVICE_NAME,
     spec_dirs: Annotated[
         list[Path] | None,
         typer.Option("--spec-dir", help="Spec dirs to look in [default: /etc/cdi, /var/run/cdi].", readable=False),
@@ -547,7 +438,7 @@ def doctor_command(
     ] = None,
     device_plugin_dir: Annotated[
         Path, typer.Option("--device-plugin-dir", help="The kubelet's device-plugin socket directory.", readable=False)
-    ] = Path("/var/lib/kubelet/device-plugins"),
+    ] = defaults.PLUGIN_DIR,
     registry_dir: Annotated[
         Path,
         typer.Option(
@@ -576,7 +467,7 @@ def doctor_command(
     choose. Exit 1 when something blocks FUSE pods.
     """
     from cdi_fuse import doctor
-    from cdi_fuse.runtime import cri
+    from cdi_fuse.cdi import names
 
     qualified = names.qualified_name(vendor, cls, device_name)
     try:
@@ -587,8 +478,8 @@ def doctor_command(
         doctor.DoctorOptions(
             device_path=device_path,
             qualified_name=qualified,
-            spec_dirs=tuple(spec_dirs) if spec_dirs else store.DEFAULT_SPEC_DIRS,
-            runtime_endpoints=tuple(runtime_endpoints or cri.DEFAULT_ENDPOINTS),
+            spec_dirs=tuple(spec_dirs) if spec_dirs else defaults.SPEC_DIRS,
+            runtime_endpoints=tuple(runtime_endpoints or defaults.RUNTIME_ENDPOINTS),
             device_plugin_dir=device_plugin_dir,
             dra_registry_dir=registry_dir,
             dra_plugins_dir=plugins_dir,
@@ -687,12 +578,3 @@ def runtime_config_command(
         raise _fail(str(exc), code=EXIT_USAGE) from None
     except errors.RuntimeConfigError as exc:
         raise _fail(str(exc)) from None
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app()
-
-
-if __name__ == "__main__":
-    main()

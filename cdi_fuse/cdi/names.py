@@ -13,11 +13,13 @@ from cdi_fuse import errors
 __all__ = [
     "ANNOTATION_PREFIX",
     "DEVICE_NAME_PATTERN",
+    "DEVICE_PERMISSIONS",
     "MAX_ANNOTATION_NAME_LENGTH",
     "VENDOR_CLASS_PATTERN",
     "Kind",
     "QualifiedName",
     "annotation_key",
+    "crash_message",
     "is_qualified_name",
     "parse_kind",
     "parse_qualified_name",
@@ -132,3 +134,27 @@ def annotation_key(plugin_name: str, device_id: str) -> str:
             f"invalid cdi annotation name {name!r}: must be alphanumeric at both ends, with only '_-.' inside"
         )
     return ANNOTATION_PREFIX + name
+
+
+# The cgroup access a device node may grant.
+DEVICE_PERMISSIONS = frozenset("rwm")
+
+
+def crash_message(kind: str) -> str | None:
+    """Why `kind` crashes the runtimes, or None: a one-character vendor, or a one-character class after a valid
+    vendor (the library checks the vendor first and stops at its error), makes every released CDI library (up
+    to 1.1.0) panic (slice bounds out of range); containerd then fails to start."""
+    vendor, sep, cls = kind.partition("/")
+    if not (sep and vendor and cls):
+        return None
+    for what, value in (("vendor", vendor), ("class", cls)):
+        if len(value.encode()) == 1 and value.isascii() and value.isalpha():
+            return (
+                f"one-character {what} name {value!r} crashes the CDI library of every released runtime "
+                "(containerd fails to start with such a spec in its spec dirs)"
+            )
+        try:
+            validate_vendor_name(value)  # the same grammar for a vendor and a class
+        except errors.InvalidNameError:
+            return None
+    return None

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import pydantic
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import compat, decode, models, validation
+from cdi_fuse.cdi import compat, decode, models, specfile, validation
 
 __all__ = [
     "MAX_SPEC_SIZE",
@@ -38,7 +38,7 @@ __all__ = [
 
 Level = Literal["error", "warning"]
 # Our cap, not the library's (it reads any size): a spec is a few KiB, and a reader must not be made to hold more.
-MAX_SPEC_SIZE = 1024 * 1024
+MAX_SPEC_SIZE = specfile.MAX_SPEC_SIZE
 _K = validation.ProblemKind
 
 

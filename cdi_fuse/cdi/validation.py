@@ -39,7 +39,7 @@ __all__ = [
 
 DEVICE_TYPES = frozenset({"", "b", "c", "u", "p"})
 HOOK_NAMES = frozenset({"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"})
-_PERMISSION_CHARS = frozenset("rwm")
+_PERMISSION_CHARS = names.DEVICE_PERMISSIONS
 # Annotation keys follow the Kubernetes rule: optional DNS-subdomain prefix, then a name of at most 63.
 _ANNOTATION_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _ANNOTATION_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -271,26 +271,9 @@ def _all_edits(spec: models.Spec) -> Iterator[tuple[str, models.ContainerEdits]]
 
 
 def crash_problems(kind: str) -> list[Problem]:
-    """Names that make every released library panic (slice bounds out of range): a one-character vendor, or a
-    one-character class after a valid vendor (the library checks the vendor first and stops at its error)."""
-    vendor, sep, cls = kind.partition("/")
-    if not (sep and vendor and cls):
-        return []
-    for what, value in (("vendor", vendor), ("class", cls)):
-        if len(value.encode()) == 1 and value.isascii() and value.isalpha():
-            return [
-                Problem(
-                    "kind",
-                    f"one-character {what} name {value!r} crashes the CDI library of every released runtime "
-                    "(containerd fails to start with such a spec in its spec dirs)",
-                    ProblemKind.CRASH,
-                )
-            ]
-        try:
-            names.validate_vendor_name(value)  # the same grammar for a vendor and a class
-        except errors.InvalidNameError:
-            return []
-    return []
+    """Names that make every released library panic (slice bounds out of range): names.crash_message."""
+    message = names.crash_message(kind)
+    return [Problem("kind", message, ProblemKind.CRASH)] if message else []
 
 
 def _device_edits_empty(edits: models.ContainerEdits, library: compat.Library) -> bool:

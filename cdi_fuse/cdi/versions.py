@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import compat, models
+from cdi_fuse.cdi import compat
+
+if TYPE_CHECKING:  # the rules read data: the plugin process must not load pydantic
+    from cdi_fuse.cdi import models
 
 __all__ = [
     "EARLIEST_VERSION",
@@ -31,48 +35,54 @@ def is_valid_version(version: str) -> bool:
     return version in VALID_VERSIONS
 
 
-def _all_edits(spec: models.Spec) -> Iterator[models.ContainerEdits]:
-    if spec.container_edits is not None:
-        yield spec.container_edits
-    for device in spec.devices:
-        yield device.container_edits
+# The rules read the spec as data (JSON-shaped, keys as in the file): models.Spec dumps to it, and the plugin
+# builds its spec as data without loading pydantic. Absent and empty fields alike mean "not used", as in the
+# library, except where noted.
+SpecData = Mapping[str, Any]
 
 
-def _needs_1_1_0(spec: models.Spec) -> bool:
+def _all_edits(spec: SpecData) -> Iterator[SpecData]:
+    if spec.get("containerEdits"):
+        yield spec["containerEdits"]
+    for device in spec.get("devices") or ():
+        yield device.get("containerEdits") or {}
+
+
+def _needs_1_1_0(spec: SpecData) -> bool:
     for edits in _all_edits(spec):
-        if edits.net_devices:
+        if edits.get("netDevices"):
             return True
-        rdt = edits.intel_rdt
+        rdt = edits.get("intelRdt")
         # The library checks `Schemata != nil`: an empty list counts.
-        if rdt is not None and (rdt.schemata is not None or rdt.enable_monitoring):
+        if rdt is not None and (rdt.get("schemata") is not None or rdt.get("enableMonitoring")):
             return True
     return False
 
 
-def _needs_0_7_0(spec: models.Spec) -> bool:
-    return any(edits.intel_rdt is not None or edits.additional_gids for edits in _all_edits(spec))
+def _needs_0_7_0(spec: SpecData) -> bool:
+    return any(edits.get("intelRdt") is not None or edits.get("additionalGids") for edits in _all_edits(spec))
 
 
-def _needs_0_6_0(spec: models.Spec) -> bool:
-    if spec.annotations or any(device.annotations for device in spec.devices):
+def _needs_0_6_0(spec: SpecData) -> bool:
+    if spec.get("annotations") or any(device.get("annotations") for device in spec.get("devices") or ()):
         return True
-    _, _, cls = spec.kind.partition("/")
+    _, _, cls = str(spec.get("kind", "")).partition("/")
     return "." in cls
 
 
-def _needs_0_5_0(spec: models.Spec) -> bool:
-    if any("0" <= device.name[:1] <= "9" for device in spec.devices):
+def _needs_0_5_0(spec: SpecData) -> bool:
+    if any("0" <= str(device.get("name", ""))[:1] <= "9" for device in spec.get("devices") or ()):
         return True
-    return any(node.host_path for edits in _all_edits(spec) for node in edits.device_nodes or ())
+    return any(node.get("hostPath") for edits in _all_edits(spec) for node in edits.get("deviceNodes") or ())
 
 
-def _needs_0_4_0(spec: models.Spec) -> bool:
-    return any(mount.type for edits in _all_edits(spec) for mount in edits.mounts or ())
+def _needs_0_4_0(spec: SpecData) -> bool:
+    return any(mount.get("type") for edits in _all_edits(spec) for mount in edits.get("mounts") or ())
 
 
 # Newest first: the first version whose check matches is the minimum. 0.8.0 and 1.0.0 added
 # nothing to the spec format, so they have no check.
-_REQUIREMENTS: tuple[tuple[str, Callable[[models.Spec], bool]], ...] = (
+_REQUIREMENTS: tuple[tuple[str, Callable[[SpecData], bool]], ...] = (
     ("1.1.0", _needs_1_1_0),
     ("0.7.0", _needs_0_7_0),
     ("0.6.0", _needs_0_6_0),
@@ -81,10 +91,11 @@ _REQUIREMENTS: tuple[tuple[str, Callable[[models.Spec], bool]], ...] = (
 )
 
 
-def minimum_version(spec: models.Spec) -> str:
-    """The lowest cdiVersion able to express everything the spec uses."""
+def minimum_version(spec: models.Spec | SpecData) -> str:
+    """The lowest cdiVersion able to express everything the spec (a model, or its data) uses."""
+    data = spec if isinstance(spec, Mapping) else spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     for version, needs_it in _REQUIREMENTS:
-        if needs_it(spec):
+        if needs_it(data):
             return version
     return EARLIEST_VERSION
 
@@ -94,11 +105,12 @@ def _declared(version: str) -> str:
     return version.removeprefix("v")
 
 
-def validate_version(spec: models.Spec, library: compat.Library | None = None) -> None:
+def validate_version(spec: models.Spec | SpecData, library: compat.Library | None = None) -> None:
     """Raise SpecVersionError if cdiVersion is unknown to `library` (the newest by default) or lower than the content
     needs."""
     library = library or compat.DEFAULT_LIBRARY
-    declared = _declared(spec.cdi_version)
+    data = spec if isinstance(spec, Mapping) else spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    declared = _declared(str(data.get("cdiVersion", "")))
     if declared not in library.cdi_versions:
         newest = library.max_cdi_version
         detail = (
@@ -106,10 +118,10 @@ def validate_version(spec: models.Spec, library: compat.Library | None = None) -
             if declared in VALID_VERSIONS
             else f"known versions are {', '.join(VALID_VERSIONS)}"
         )
-        raise errors.SpecVersionError(f"invalid version {spec.cdi_version!r}: {detail}", location="cdiVersion")
-    required = minimum_version(spec)
+        raise errors.SpecVersionError(f"invalid version {data.get('cdiVersion')!r}: {detail}", location="cdiVersion")
+    required = minimum_version(data)
     if version_key(declared) < version_key(required):
         raise errors.SpecVersionError(
-            f"the spec version must be at least v{required} (declared {spec.cdi_version!r})",
+            f"the spec version must be at least v{required} (declared {data.get('cdiVersion')!r})",
             location="cdiVersion",
         )

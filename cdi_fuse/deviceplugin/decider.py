@@ -2,8 +2,10 @@
 
 With `--strategy auto` it asks the runtime (when a probe is configured) at start, every `runtime_interval`
 and whenever a runtime's socket is created again (a restarted runtime may have another configuration), and
-it looks at the spec dirs again when a spec file in them changes. A `store.SpecFileCache` keeps each file's
-devices by the file's identity, so looking again re-reads only what changed.
+it looks at the spec dirs again when a spec file in them changes. A `specdirs.SpecFileCache` keeps each file's
+devices by the file's identity, so looking again re-reads only what changed, and `DecisionReader` reads only
+what can concern the plugin's own device: its own spec is recognised by its bytes, files that do not name its
+vendor provide nothing it asks for, and only the rest is read as the runtimes read it (which loads pydantic).
 """
 
 from __future__ import annotations
@@ -14,16 +16,50 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import store
+from cdi_fuse.cdi import names, specdirs, specfile
 from cdi_fuse.deviceplugin import api, state, strategies
 from cdi_fuse.node import watch
 
-__all__ = ["StrategyDecider", "decide_auto"]
+__all__ = ["DecisionReader", "StrategyDecider", "decide_auto", "full_reader"]
 
 log = logging.getLogger(__name__)
 
 _QUICK_RETRIES = 5  # after the runtime's socket was created again and the runtime did not answer yet
 _QUICK_RETRY_S = 0.5
+
+
+def full_reader(path: Path) -> list[str]:
+    """A spec file's device names, read as the runtimes' CDI library reads it."""
+    from cdi_fuse.cdi import store
+
+    return store.device_names(path)
+
+
+class DecisionReader:
+    """Reads a spec file for the decision about `qualified_name` (a specdirs.DeviceNamesReader).
+
+    The plugin's own spec (byte for byte what `own()` renders) provides exactly its device; a file that
+    does not contain the vendor's name cannot define a device of that vendor (short of escaping every
+    character of it), so it provides nothing the decision asks about; any other file is read in full.
+    """
+
+    def __init__(self, qualified_name: str, own: Callable[[], str | None]) -> None:
+        self._name = qualified_name
+        self._vendor = names.parse_qualified_name(qualified_name).vendor.encode()
+        self._own = own
+
+    def __call__(self, path: Path) -> list[str]:
+        try:
+            with path.open("rb") as stream:
+                raw = stream.read(specfile.MAX_SPEC_SIZE + 1)
+        except OSError as exc:
+            raise errors.SpecError(f"cannot read spec: {exc.strerror or exc}", path=path) from exc
+        own = self._own()
+        if own is not None and raw == own.encode():
+            return [self._name]
+        if self._vendor not in raw:
+            return []
+        return full_reader(path)
 
 
 def decide_auto(
@@ -32,7 +68,7 @@ def decide_auto(
     qualified_name: str,
     *,
     fallback_spec_dirs: Sequence[Path] = (),
-    cache: store.SpecFileCache | None = None,
+    read: specdirs.DeviceNamesReader = full_reader,
 ) -> api.Decision:
     """Choose strategies from what the runtime says and what its spec dirs provide.
 
@@ -48,7 +84,7 @@ def decide_auto(
     - CDI on but the name is missing or defined twice: the raw DeviceSpec only.
     """
     if runtime is None:
-        resolved, why = _resolves(qualified_name, fallback_spec_dirs, cache)
+        resolved, why = _resolves(qualified_name, fallback_spec_dirs, read)
         if not resolved:
             return api.Decision(
                 frozenset({api.DEVICE_SPEC}),
@@ -62,7 +98,7 @@ def decide_auto(
     if not runtime.cdi_enabled:
         because = f" ({runtime.reason})" if runtime.reason else ""
         return api.Decision(frozenset({api.DEVICE_SPEC}), f"{runtime.description} has CDI disabled{because}")
-    resolved, why = _resolves(qualified_name, [Path(d) for d in runtime.cdi_spec_dirs], cache)
+    resolved, why = _resolves(qualified_name, [Path(d) for d in runtime.cdi_spec_dirs], read)
     if not resolved:
         return api.Decision(frozenset({api.DEVICE_SPEC}), f"{runtime.description} has CDI enabled but {why}")
     return api.Decision(
@@ -72,8 +108,8 @@ def decide_auto(
     )
 
 
-def _resolves(qualified_name: str, dirs: Sequence[Path], cache: store.SpecFileCache | None) -> tuple[bool, str]:
-    registry = store.scan_spec_dirs(dirs, cache=cache)
+def _resolves(qualified_name: str, dirs: Sequence[Path], read: specdirs.DeviceNamesReader) -> tuple[bool, str]:
+    registry = specdirs.scan(dirs, read)
     where = ", ".join(str(d) for d in dirs) or "no spec dirs"
     if qualified_name in registry.conflicts:
         paths = ", ".join(str(p) for p in registry.conflicts[qualified_name])
@@ -95,6 +131,7 @@ class StrategyDecider:
         runtime_interval: float = 60.0,
         observer: api.PluginObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        own_spec: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.choice = choice
         self.qualified_name = qualified_name
@@ -104,7 +141,7 @@ class StrategyDecider:
         self._runtime_interval = runtime_interval
         self._observer = observer or api.NullObserver()
         self._clock = clock
-        self._cache = store.SpecFileCache()
+        self._read = specdirs.SpecFileCache(DecisionReader(qualified_name, own_spec))
         self._runtime: api.RuntimeView | None = None
         self._runtime_error: errors.CdiFuseError | None = None
         self._asked_at: float | None = None
@@ -135,7 +172,7 @@ class StrategyDecider:
             self._quick_retries = _QUICK_RETRIES
             return self.decide(ask_runtime=True)
         if event.directory in self.decision_dirs() and (
-            event.name.endswith(tuple(store.SPEC_EXTENSIONS)) or event.directory_gone
+            event.name.endswith(tuple(specdirs.SPEC_EXTENSIONS)) or event.directory_gone
         ):
             self.decide(ask_runtime=False)
         return False
@@ -160,7 +197,7 @@ class StrategyDecider:
                 self._runtime_error,
                 self.qualified_name,
                 fallback_spec_dirs=self._spec_dirs,
-                cache=self._cache,
+                read=self._read,
             )
         self._state.set_decision(decision)
         self._observer.decision(decision)

@@ -75,6 +75,7 @@ class PluginLoop:
             probe=config.runtime_probe,
             runtime_interval=config.runtime_interval,
             observer=self.observer,
+            own_spec=lambda: self.scanner.rendered,
         )
         ids = device_ids(options.device_name, config.count)
         lists = server.DeviceLists(ids)

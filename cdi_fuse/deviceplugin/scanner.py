@@ -1,7 +1,8 @@
 """The FUSE device scanner: the device's health, and the node's CDI spec kept as `generate` writes it.
 
 Events are hints: an event on the device node makes it stat the node again; an event on the spec file (or
-its directory going away) makes it converge the spec again, which writes only when the content differs.
+its directory going away) makes it converge the spec again, which writes only when the content differs. The
+spec is rendered by generate.render (the same data and bytes `cdi-fuse generate` writes, without pydantic).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class FuseScanner:
         self.device = generate.probe_device(options)  # refuses a device that is not FUSE, unless allowed
         self.spec_path = generate.default_output(options)
         self.write_spec = write_spec
+        # The spec's content for this device, written or not; rendering now refuses bad options at start.
+        self.rendered: str | None = generate.render(options, self.device).content
         self._state = plugin_state
         self._observer = observer or api.NullObserver()
         self._spec_errors = ratelimit.RateLimitedLog(log)
@@ -67,14 +70,18 @@ class FuseScanner:
             self._reported_health = health.healthy
 
     def converge_spec(self) -> None:
-        if not self.write_spec:
-            return
+        """Render the spec for the device as it is now; with --generate, write it where it differs."""
         try:
-            result = generate.generate(self.options)
+            rendered = generate.render(self.options)
+            self.rendered = rendered.content
+            if not self.write_spec:
+                return
+            result = generate.write_rendered(rendered)
         except errors.CdiFuseError as exc:
-            self._spec_errors.error(f"cannot write the CDI spec: {exc}")
+            if self.write_spec:
+                self._spec_errors.error(f"cannot write the CDI spec: {exc}")
             return
         self._spec_errors.clear()
         if result.changed:
-            log.info("wrote CDI spec %s (%s)", result.path, result.qualified_name)
+            log.info("wrote CDI spec %s (%s)", result.path, rendered.qualified_name)
             self._observer.spec_written()

@@ -6,9 +6,13 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cdi_fuse import defaults, errors
-from cdi_fuse.cdi import models, versions
+from cdi_fuse.cdi import versions
+
+if TYPE_CHECKING:  # the plugin process builds the spec as data and never loads pydantic
+    from cdi_fuse.cdi import models
 
 __all__ = [
     "CONTAINER_DEVICE_PATH",
@@ -20,6 +24,7 @@ __all__ = [
     "build_fuse_spec",
     "check_health",
     "fuse_in_kernel",
+    "fuse_spec_data",
     "kernel_device_name",
     "probe_fuse",
     "validate_fuse_numbers",
@@ -154,7 +159,7 @@ def check_health(expected: FuseDevice, *, proc_filesystems: Path = PROC_FILESYST
     return Health(True, f"{str(expected.path)!r} is char device {expected.major}:{expected.minor}")
 
 
-def build_fuse_spec(
+def fuse_spec_data(
     device: FuseDevice,
     *,
     vendor: str,
@@ -163,25 +168,29 @@ def build_fuse_spec(
     permissions: str = defaults.PERMISSIONS,
     cdi_version: str | None = None,
     host_path: str = CONTAINER_DEVICE_PATH,
-) -> models.Spec:
-    """The CDI spec that injects the FUSE device node (with its cgroup rule) into a container.
+) -> dict[str, Any]:
+    """The CDI spec that injects the FUSE device node (with its cgroup rule) into a container, as data.
 
-    The node is described in the host's terms: `host_path` is where the node is on the host, not
-    where the probe saw it (a plugin pod sees the host's /dev elsewhere). hostPath is written only
-    when it differs from the container path, as it needs cdiVersion 0.5.0.
+    The one description of the FUSE spec: `generate` validates it as a model, the plugin writes it as is.
+    The node is described in the host's terms: `host_path` is where the node is on the host, not where the
+    probe saw it (a plugin pod sees the host's /dev elsewhere). hostPath is written only when it differs from
+    the container path, as it needs cdiVersion 0.5.0.
     """
-    node = models.DeviceNode(
-        path=CONTAINER_DEVICE_PATH,
-        host_path=host_path if host_path != CONTAINER_DEVICE_PATH else None,
-        type="c",
-        major=device.major,
-        minor=device.minor,
-        permissions=permissions,
-    )
-    spec = models.Spec(
-        cdi_version=versions.EARLIEST_VERSION,
-        kind=f"{vendor}/{cls}",
-        devices=[models.Device(name=device_name, container_edits=models.ContainerEdits(device_nodes=[node]))],
-    )
-    spec.cdi_version = cdi_version or versions.minimum_version(spec)
-    return spec
+    node: dict[str, Any] = {"path": CONTAINER_DEVICE_PATH}
+    if host_path != CONTAINER_DEVICE_PATH:
+        node["hostPath"] = host_path
+    node.update(type="c", major=device.major, minor=device.minor, permissions=permissions)
+    data: dict[str, Any] = {
+        "cdiVersion": versions.EARLIEST_VERSION,
+        "kind": f"{vendor}/{cls}",
+        "devices": [{"name": device_name, "containerEdits": {"deviceNodes": [node]}}],
+    }
+    data["cdiVersion"] = cdi_version or versions.minimum_version(data)
+    return data
+
+
+def build_fuse_spec(device: FuseDevice, **options: Any) -> models.Spec:
+    """`fuse_spec_data` as a model (same keyword options)."""
+    from cdi_fuse.cdi import models
+
+    return models.Spec.model_validate(fuse_spec_data(device, **options))

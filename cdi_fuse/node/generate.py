@@ -1,46 +1,50 @@
-"""Generate the node's FUSE spec and keep it on disk: the work behind `cdi-fuse generate`."""
+"""Generate the node's FUSE spec and keep it on disk: the work behind `cdi-fuse generate` and `plugin --generate`.
+
+`render` builds the spec as data (node/fuse.py) and encodes it, with the only checks its inputs can fail
+(names, permissions, cdiVersion); it loads no pydantic, so the plugin process stays lean. `generate` renders
+too, then validates the result as a model against every rule before writing: the same bytes either way, and
+a test holds the two together (a rendered spec always passes the full validation).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cdi_fuse import defaults
-from cdi_fuse.cdi import models, names, store, validation
+from cdi_fuse import defaults, errors
+from cdi_fuse.cdi import names, specfile, versions
 from cdi_fuse.node import fuse
 
+if TYPE_CHECKING:
+    from cdi_fuse.cdi import models
+
 __all__ = [
-    "DEFAULT_CLASS",
-    "DEFAULT_DEVICE_NAME",
-    "DEFAULT_PERMISSIONS",
-    "DEFAULT_VENDOR",
     "GenerateOptions",
     "GenerateResult",
+    "Rendered",
     "build_spec",
     "default_output",
     "file_matches",
     "generate",
     "probe_device",
+    "render",
+    "write_rendered",
 ]
-
-DEFAULT_VENDOR = defaults.VENDOR
-DEFAULT_CLASS = defaults.CLASS
-DEFAULT_DEVICE_NAME = defaults.DEVICE_NAME
-DEFAULT_PERMISSIONS = defaults.PERMISSIONS
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    device_path: Path = fuse.DEFAULT_DEVICE_PATH
-    vendor: str = DEFAULT_VENDOR
-    cls: str = DEFAULT_CLASS
-    device_name: str = DEFAULT_DEVICE_NAME
-    permissions: str = DEFAULT_PERMISSIONS
+    device_path: Path = defaults.DEVICE_PATH
+    vendor: str = defaults.VENDOR
+    cls: str = defaults.CLASS
+    device_name: str = defaults.DEVICE_NAME
+    permissions: str = defaults.PERMISSIONS
     spec_version: str | None = None
-    fmt: store.SpecFormat | None = None
+    fmt: specfile.SpecFormat | None = None
     spec_dir: Path = defaults.SPEC_DIR
     output: Path | None = None  # None: <spec_dir>/<vendor>-<class>.<ext>
-    proc_filesystems: Path = fuse.PROC_FILESYSTEMS
+    proc_filesystems: Path = defaults.PROC_FILESYSTEMS
     # Where the node is on the host, when the probe sees it elsewhere (e.g. /host/dev/fuse in a pod).
     host_device_path: Path | None = None
     # Hand out a character device that is not the FUSE misc device 10:229 (refused otherwise).
@@ -56,10 +60,20 @@ class GenerateOptions:
         return names.qualified_name(self.vendor, self.cls, self.device_name)
 
     @property
-    def spec_format(self) -> store.SpecFormat:
+    def spec_format(self) -> specfile.SpecFormat:
         if self.fmt is not None:
             return self.fmt
-        return store.format_for_path(self.output) if self.output is not None else "yaml"
+        return specfile.format_for_path(self.output) if self.output is not None else "yaml"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The node's spec as data and as the encoded file, and where it goes."""
+
+    data: dict[str, Any]
+    content: str
+    qualified_name: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -89,16 +103,25 @@ def probe_device(options: GenerateOptions) -> fuse.FuseDevice:
     return device
 
 
-def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) -> models.Spec:
-    """Probe the device (unless given) and build a validated spec for it."""
+def _check_inputs(options: GenerateOptions) -> None:
     names.validate_vendor_name(options.vendor)
     names.validate_class_name(options.cls)
     names.validate_device_name(options.device_name)
+    crash = names.crash_message(f"{options.vendor}/{options.cls}")
+    if crash is not None:
+        raise errors.InvalidNameError(f"{crash}; use a longer name")
+    if not set(options.permissions) <= names.DEVICE_PERMISSIONS:
+        raise errors.SpecError(f"invalid permissions {options.permissions!r}: use any of r, w and m")
+
+
+def render(options: GenerateOptions, device: fuse.FuseDevice | None = None) -> Rendered:
+    """Check the options, probe the device (unless given), and build and encode its spec."""
+    _check_inputs(options)
     if device is None:
         device = probe_device(options)
     elif not options.allow_other_device:
         fuse.validate_fuse_numbers(device, sys_root=options.sys_root)
-    spec = fuse.build_fuse_spec(
+    data = fuse.fuse_spec_data(
         device,
         vendor=options.vendor,
         cls=options.cls,
@@ -107,8 +130,27 @@ def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) 
         cdi_version=options.spec_version,
         host_path=str(options.host_path),
     )
+    versions.validate_version(data)
+    content = specfile.encode_data(data, options.spec_format)
+    return Rendered(data, content, options.qualified_name, default_output(options))
+
+
+def write_rendered(rendered: Rendered) -> specfile.WriteResult:
+    """Write a rendered spec atomically (nothing when the file already holds it)."""
+    return specfile.write_content(rendered.path, rendered.content.encode("utf-8"))
+
+
+def _validated(rendered: Rendered) -> models.Spec:
+    from cdi_fuse.cdi import models, validation
+
+    spec = models.Spec.model_validate(rendered.data)
     validation.validate_spec(spec)
     return spec
+
+
+def build_spec(options: GenerateOptions, device: fuse.FuseDevice | None = None) -> models.Spec:
+    """Probe the device (unless given) and build a validated spec for it."""
+    return _validated(render(options, device))
 
 
 def file_matches(content: str, path: Path) -> bool:
@@ -120,11 +162,10 @@ def file_matches(content: str, path: Path) -> bool:
 
 
 def generate(options: GenerateOptions, *, write: bool = True) -> GenerateResult:
-    """Build the spec and (if `write`) write it atomically; nothing is written when probing fails."""
-    spec = build_spec(options)
+    """Build and validate the spec and (if `write`) write it atomically; nothing is written when probing fails."""
+    rendered = render(options)
+    spec = _validated(rendered)
     if not write:
-        content = store.encode_spec(spec, options.spec_format)
-        return GenerateResult(spec, options.qualified_name, None, changed=False, content=content)
-    path = default_output(options)
-    result = store.write_spec(spec, path, fmt=options.spec_format)
-    return GenerateResult(spec, options.qualified_name, path, result.changed, result.content.decode("utf-8"))
+        return GenerateResult(spec, rendered.qualified_name, None, changed=False, content=rendered.content)
+    result = write_rendered(rendered)
+    return GenerateResult(spec, rendered.qualified_name, rendered.path, result.changed, rendered.content)

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import cdi_fuse
-from cdi_fuse.cdi import store
+from cdi_fuse.cdi import specdirs, store
 from cdi_fuse.cli import app
 from cdi_fuse.node import fuse
 
@@ -437,9 +437,9 @@ def test_list_empty_dirs(runner: CliRunner, tmp_path: Path) -> None:
 def test_list_defaults_to_the_runtime_dirs(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[Path, ...]] = []
 
-    def scan(spec_dirs: tuple[Path, ...]) -> store.SpecRegistry:
+    def scan(spec_dirs: tuple[Path, ...]) -> specdirs.SpecRegistry:
         seen.append(tuple(spec_dirs))
-        return store.SpecRegistry(spec_dirs=tuple(spec_dirs))
+        return specdirs.SpecRegistry(spec_dirs=tuple(spec_dirs))
 
     monkeypatch.setattr(store, "scan_spec_dirs", scan)
     result = runner.invoke(app, ["list"])

@@ -428,3 +428,38 @@ def test_decider_asks_again_only_for_its_runtime_socket(tmp_path: Path) -> None:
     assert probe.calls == 2
     assert plugin_state.decision.strategies == {"device-spec"}  # CDI on, but no spec in tmp_path
     assert "is not in" in plugin_state.decision.reason
+
+
+def test_decision_reader_reads_only_what_can_concern_the_device(
+    char_device: Path, proc_filesystems: Path, tmp_path: Path
+) -> None:
+    """The plugin's own spec is recognised by its bytes, a file not naming the vendor provides nothing the
+    decision asks about, and only a file that does is read as the runtimes read it (which loads pydantic)."""
+    own = write_fuse_spec(char_device, proc_filesystems, tmp_path / "cdi")
+    other_vendor = tmp_path / "cdi" / "nvidia.yaml"
+    other_vendor.write_text("cdiVersion: 0.6.0\nkind: nvidia.com/gpu\ndevices: []\n")  # invalid: never parsed
+    reads: list[Path] = []
+    real_full_reader = decider.full_reader
+
+    def counting_full_read(path: Path) -> list[str]:
+        reads.append(path)
+        return real_full_reader(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decider, "full_reader", counting_full_read)
+        reader = decider.DecisionReader(QUALIFIED, own=lambda: own.read_text())
+        assert reader(own) == [QUALIFIED]
+        assert reader(other_vendor) == []
+        assert reads == []
+        copy = tmp_path / "cdi" / "copy.json"
+        copy.write_text(
+            generate.render(
+                generate.GenerateOptions(device_path=char_device, proc_filesystems=proc_filesystems, fmt="json")
+            ).content
+        )
+        assert reader(copy) == [QUALIFIED]  # same device, other bytes: read in full
+        assert reads == [copy]
+        registry_decision = decider.decide_auto(
+            None, NOT_ASKED, QUALIFIED, fallback_spec_dirs=[tmp_path / "cdi"], read=reader
+        )
+        assert registry_decision.strategies == {"device-spec"} and "defined twice" in registry_decision.reason

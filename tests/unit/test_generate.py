@@ -7,9 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import models, store
+from cdi_fuse.cdi import models, store, validation
 from cdi_fuse.node import fuse, generate
 
 GOLDEN_SPEC = Path(__file__).parent.parent.parent / "specs" / "cdi-fuse.io-fuse.yaml"
@@ -228,3 +230,74 @@ def test_a_given_device_is_checked_too(fuse_device: fuse.FuseDevice, tmp_path: P
     with pytest.raises(errors.UnexpectedDeviceError):
         generate.build_spec(options, device=other)
     assert generate.build_spec(options, device=fuse_device).devices[0].name == "fuse"
+
+
+# ---- render: the spec without pydantic (what the plugin writes) is the validated one ---------------------
+
+_LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vendor=st.builds(lambda a, b: f"{a}.{b}", _LABEL.filter(lambda s: s[0].isalpha()), _LABEL),
+    cls=st.one_of(_LABEL.filter(lambda s: s[0].isalpha()), st.just("fu.se")),
+    device_name=st.one_of(st.just("fuse"), _LABEL, st.just("0fuse")),
+    permissions=st.sampled_from(["", "r", "rw", "rwm", "m"]),
+    host_path=st.sampled_from([None, "/dev/fuse", "/host/dev/fuse"]),
+    spec_version=st.sampled_from([None, "0.6.0", "0.8.0", "1.0.0", "1.1.0"]),
+    fmt=st.sampled_from(["yaml", "json"]),
+    major=st.integers(0, 4095),
+    minor=st.integers(0, 1_048_575),
+)
+def test_render_is_what_full_validation_accepts_byte_for_byte(
+    vendor: str,
+    cls: str,
+    device_name: str,
+    permissions: str,
+    host_path: str | None,
+    spec_version: str | None,
+    fmt: store.SpecFormat,
+    major: int,
+    minor: int,
+) -> None:
+    """The plugin writes `render`'s bytes without loading pydantic: for every input `render` accepts, the
+    model built from its data passes every rule of the full validation and encodes to the same bytes; and
+    what `render` refuses, the full validation refuses too (it only checks what its inputs can get wrong)."""
+    device = fuse.FuseDevice(Path("/dev/fuse"), major, minor, 0o666, 0, 0)
+    options = generate.GenerateOptions(
+        vendor=vendor,
+        cls=cls,
+        device_name=device_name,
+        permissions=permissions,
+        spec_version=spec_version,
+        fmt=fmt,
+        host_device_path=Path(host_path) if host_path else None,
+        allow_other_device=True,  # any numbers: the spec, not the device check, is under test
+    )
+    try:
+        rendered = generate.render(options, device)
+    except errors.SpecError:
+        spec = models.Spec.model_validate(
+            fuse.fuse_spec_data(
+                device,
+                vendor=vendor,
+                cls=cls,
+                device_name=device_name,
+                permissions=permissions,
+                cdi_version=spec_version,
+                host_path=host_path or "/dev/fuse",
+            )
+        )
+        with pytest.raises(errors.SpecError):
+            validation.validate_spec(spec)
+        return
+    spec = models.Spec.model_validate(rendered.data)
+    validation.validate_spec(spec)
+    assert store.encode_spec(spec, fmt) == rendered.content
+    assert generate.build_spec(options, device) == spec
+
+
+def test_render_refuses_what_crashes_runtimes_before_probing(probed: list[tuple[Path, Path]]) -> None:
+    with pytest.raises(errors.InvalidNameError, match="one-character vendor name 'a' crashes"):
+        generate.render(generate.GenerateOptions(vendor="a"))
+    assert probed == []

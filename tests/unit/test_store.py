@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import compat, models, names, report, store, validation, versions
+from cdi_fuse.cdi import compat, models, names, report, specdirs, store, validation, versions
 from cdi_fuse.node import fuse
 
 
@@ -329,10 +329,10 @@ def test_scan_later_dir_wins(tmp_path: Path) -> None:
     registry = store.scan_spec_dirs([etc, run])
     assert registry.spec_dirs == (etc, run)
     assert registry.devices == {
-        "vendor.com/device=dev0": store.SpecDevice("vendor.com/device=dev0", low, 0),
-        "vendor.com/device=dev1": store.SpecDevice("vendor.com/device=dev1", high, 1),
+        "vendor.com/device=dev0": specdirs.SpecDevice("vendor.com/device=dev0", low, 0),
+        "vendor.com/device=dev1": specdirs.SpecDevice("vendor.com/device=dev1", high, 1),
     }
-    assert registry.resolve("vendor.com/device=dev1") == store.SpecDevice("vendor.com/device=dev1", high, 1)
+    assert registry.resolve("vendor.com/device=dev1") == specdirs.SpecDevice("vendor.com/device=dev1", high, 1)
     assert registry.resolve("vendor.com/device=nope") is None
     assert registry.conflicts == {}
     assert registry.spec_errors == {}
