@@ -130,10 +130,15 @@ class FakeKubelet:
         return pb.Empty()
 
     def _connect(self, request: pb.RegisterRequest, generation: int) -> None:
-        channel = grpc.insecure_channel(f"unix:{self.plugin_dir / request.endpoint}")
+        # Like the kubelet (grpc-go): a connection of its own per Register (Python's grpc would otherwise share a
+        # process-wide subchannel and fail fast on the error cached for an earlier socket at the same path), and
+        # a blocking dial (grpc.WithBlock, 10 s in the kubelet).
+        channel = grpc.insecure_channel(
+            f"unix:{self.plugin_dir / request.endpoint}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
         conn = PluginConnection(request=request, channel=channel)
         try:
-            conn.options = conn.stub.GetDevicePluginOptions(pb.Empty(), timeout=5)
+            conn.options = conn.stub.GetDevicePluginOptions(pb.Empty(), timeout=5, wait_for_ready=True)
             stream = conn.stub.ListAndWatch(pb.Empty())
             conn.stream = stream
             with self._registered:
