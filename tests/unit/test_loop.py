@@ -555,6 +555,8 @@ def test_other_plugins_sockets_coming_and_going_change_nothing(kubelet: FakeKube
     # Events are handled in order: once the socket deletion below is handled, the ones above were too.
     (kubelet.plugin_dir / endpoint.socket_name(RESOURCE)).unlink()
     kubelet.wait_for_plugin(RESOURCE, newer_than=conn).wait_for_list(all_healthy)
+    # the kubelet may dial back before the plugin has noted its Register's answer
+    observer.wait_for(lambda o: len(o.registrations) >= 2, what="the second registration reported")
     assert observer.registrations == [RESOURCE, RESOURCE]
     assert observer.kubelet_restarts == 0
     assert len(kubelet.registrations_of(RESOURCE)) == 2
