@@ -547,13 +547,13 @@ def runtime_config_command(
     from cdi_fuse.runtime import config as runtime_config
     from cdi_fuse.runtime import crio
 
-    dirs = tuple(spec_dirs) if spec_dirs else runtime_config.DEFAULT_SPEC_DIRS
+    dirs = tuple(spec_dirs) if spec_dirs else tuple(str(d) for d in defaults.SPEC_DIRS)
     if config_version not in (None, 2, 3):
         raise _fail(f"invalid --config-version {config_version!r}: use 2 or 3", code=EXIT_USAGE)
     try:
         if runtime is RuntimeKind.crio:
             if apply:
-                result = runtime_config.apply_crio_config(config_path or runtime_config.CRIO_DROP_IN, spec_dirs=dirs)
+                result = runtime_config.apply_crio_config(config_path or defaults.CRIO_DROP_IN, spec_dirs=dirs)
                 typer.echo(result.message)
             else:
                 typer.echo(
@@ -563,7 +563,7 @@ def runtime_config_command(
             return
         if apply:
             result = runtime_config.apply_containerd_config(
-                config_path or runtime_config.CONTAINERD_CONFIG,
+                config_path or defaults.CONTAINERD_CONFIG,
                 spec_dirs=dirs,
                 version=config_version,
                 runtime_endpoint=runtime_endpoint or defaults.CONTAINERD_ENDPOINT,

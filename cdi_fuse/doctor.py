@@ -53,7 +53,7 @@ class Report:
 @dataclass(frozen=True)
 class DoctorOptions:
     device_path: Path = defaults.DEVICE_PATH
-    proc_filesystems: Path = fuse.PROC_FILESYSTEMS
+    proc_filesystems: Path = defaults.PROC_FILESYSTEMS
     qualified_name: str = f"{defaults.VENDOR}/{defaults.CLASS}={defaults.DEVICE_NAME}"
     spec_dirs: Sequence[Path] = defaults.SPEC_DIRS
     runtime_endpoints: Sequence[str] = defaults.RUNTIME_ENDPOINTS

@@ -28,7 +28,7 @@ Uint32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class DeviceNode(_Model):

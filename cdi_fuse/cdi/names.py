@@ -20,7 +20,6 @@ __all__ = [
     "QualifiedName",
     "annotation_key",
     "crash_message",
-    "is_qualified_name",
     "parse_kind",
     "parse_qualified_name",
     "qualified_name",
@@ -95,14 +94,6 @@ def parse_qualified_name(device: str) -> QualifiedName:
     vendor, cls = parse_kind(kind)
     validate_device_name(name)
     return QualifiedName(vendor, cls, name)
-
-
-def is_qualified_name(device: str) -> bool:
-    try:
-        parse_qualified_name(device)
-    except errors.InvalidNameError:
-        return False
-    return True
 
 
 def qualified_name(vendor: str, cls: str, name: str) -> str:

@@ -9,7 +9,6 @@ from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import compat, decode, models, names, report, specdirs, specfile, validation
 
 __all__ = [
-    "DEFAULT_SPEC_DIRS",
     "MAX_SPEC_SIZE",
     "SPEC_EXTENSIONS",
     "SpecFormat",
@@ -24,7 +23,6 @@ __all__ = [
 ]
 
 SpecFormat = specfile.SpecFormat
-DEFAULT_SPEC_DIRS = defaults.SPEC_DIRS
 SPEC_EXTENSIONS = specdirs.SPEC_EXTENSIONS
 MAX_SPEC_SIZE = report.MAX_SPEC_SIZE
 
@@ -93,6 +91,6 @@ def device_names(path: Path) -> list[str]:
     return [names.qualified_name(vendor, cls, device.name) for device in spec.devices]
 
 
-def scan_spec_dirs(spec_dirs: Sequence[Path] = DEFAULT_SPEC_DIRS) -> specdirs.SpecRegistry:
+def scan_spec_dirs(spec_dirs: Sequence[Path] = defaults.SPEC_DIRS) -> specdirs.SpecRegistry:
     """What the spec dirs (lowest priority first) provide, every file read as the runtimes' library does."""
     return specdirs.scan(spec_dirs, device_names)

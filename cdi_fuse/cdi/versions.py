@@ -13,7 +13,6 @@ if TYPE_CHECKING:  # the rules read data: the plugin process must not load pydan
 
 __all__ = [
     "EARLIEST_VERSION",
-    "LATEST_VERSION",
     "VALID_VERSIONS",
     "is_valid_version",
     "minimum_version",
@@ -24,7 +23,6 @@ __all__ = [
 # Released specification versions, oldest first. 0.1.0 and 0.2.0 are no longer accepted.
 VALID_VERSIONS: tuple[str, ...] = ("0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.1.0")
 EARLIEST_VERSION = VALID_VERSIONS[0]
-LATEST_VERSION = VALID_VERSIONS[-1]
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from cdi_fuse import defaults, errors
 from cdi_fuse.deviceplugin import api, decider, endpoint, ratelimit, scanner, server, state, strategies
-from cdi_fuse.node import fuse, generate, watch
+from cdi_fuse.node import generate, watch
 
 __all__ = ["PluginConfig", "PluginLoop", "device_ids", "run_plugin"]
 
@@ -111,7 +111,7 @@ class PluginLoop:
             resource_name=resource_name,
             qualified_name=self.qualified_name,
             host_device_path=str(options.host_path),
-            container_device_path=fuse.CONTAINER_DEVICE_PATH,
+            container_device_path=defaults.CONTAINER_DEVICE_PATH,
             permissions=options.permissions,
             device_ids=ids,
             with_annotations=fixed is not None and api.CDI_ANNOTATIONS in fixed,

@@ -15,10 +15,7 @@ if TYPE_CHECKING:  # the plugin process builds the spec as data and never loads 
     from cdi_fuse.cdi import models
 
 __all__ = [
-    "CONTAINER_DEVICE_PATH",
-    "DEFAULT_DEVICE_PATH",
     "FUSE_DEVICE_NUMBERS",
-    "PROC_FILESYSTEMS",
     "FuseDevice",
     "Health",
     "build_fuse_spec",
@@ -30,9 +27,6 @@ __all__ = [
     "validate_fuse_numbers",
 ]
 
-DEFAULT_DEVICE_PATH = defaults.DEVICE_PATH
-CONTAINER_DEVICE_PATH = defaults.CONTAINER_DEVICE_PATH
-PROC_FILESYSTEMS = defaults.PROC_FILESYSTEMS
 # The FUSE device is the misc device (major 10) with the fixed minor 229 (linux/miscdevice.h: FUSE_MINOR).
 FUSE_DEVICE_NUMBERS = (10, 229)
 
@@ -62,7 +56,7 @@ class Health:
     reason: str
 
 
-def fuse_in_kernel(proc_filesystems: Path = PROC_FILESYSTEMS) -> bool:
+def fuse_in_kernel(proc_filesystems: Path = defaults.PROC_FILESYSTEMS) -> bool:
     """True when the kernel lists the ``fuse`` filesystem type (built in or module loaded)."""
     try:
         lines = proc_filesystems.read_text().splitlines()
@@ -93,7 +87,9 @@ def _stat_char_device(device_path: Path) -> os.stat_result:
     return info
 
 
-def probe_fuse(device_path: Path = DEFAULT_DEVICE_PATH, *, proc_filesystems: Path = PROC_FILESYSTEMS) -> FuseDevice:
+def probe_fuse(
+    device_path: Path = defaults.DEVICE_PATH, *, proc_filesystems: Path = defaults.PROC_FILESYSTEMS
+) -> FuseDevice:
     """Stat the FUSE device and check kernel support; DeviceProbeError says what to do when not usable."""
     info = _stat_char_device(device_path)
     if not fuse_in_kernel(proc_filesystems):
@@ -142,7 +138,7 @@ def validate_fuse_numbers(device: FuseDevice, *, sys_root: Path = defaults.SYS_R
     )
 
 
-def check_health(expected: FuseDevice, *, proc_filesystems: Path = PROC_FILESYSTEMS) -> Health:
+def check_health(expected: FuseDevice, *, proc_filesystems: Path = defaults.PROC_FILESYSTEMS) -> Health:
     """Healthy only while the device is a char device with the probed numbers and the kernel has fuse."""
     try:
         info = _stat_char_device(expected.path)
@@ -167,7 +163,7 @@ def fuse_spec_data(
     device_name: str,
     permissions: str = defaults.PERMISSIONS,
     cdi_version: str | None = None,
-    host_path: str = CONTAINER_DEVICE_PATH,
+    host_path: str = defaults.CONTAINER_DEVICE_PATH,
 ) -> dict[str, Any]:
     """The CDI spec that injects the FUSE device node (with its cgroup rule) into a container, as data.
 
@@ -176,8 +172,8 @@ def fuse_spec_data(
     probe saw it (a plugin pod sees the host's /dev elsewhere). hostPath is written only when it differs from
     the container path, as it needs cdiVersion 0.5.0.
     """
-    node: dict[str, Any] = {"path": CONTAINER_DEVICE_PATH}
-    if host_path != CONTAINER_DEVICE_PATH:
+    node: dict[str, Any] = {"path": defaults.CONTAINER_DEVICE_PATH}
+    if host_path != defaults.CONTAINER_DEVICE_PATH:
         node["hostPath"] = host_path
     node.update(type="c", major=device.major, minor=device.minor, permissions=permissions)
     data: dict[str, Any] = {

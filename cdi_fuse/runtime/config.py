@@ -34,10 +34,7 @@ from cdi_fuse import defaults, errors, files
 from cdi_fuse.runtime import cri
 
 __all__ = [
-    "CONTAINERD_CONFIG",
     "CONTAINERD_CRI_TABLES",
-    "CRIO_DROP_IN",
-    "DEFAULT_SPEC_DIRS",
     "ApplyResult",
     "ConfigVersion",
     "apply_containerd_config",
@@ -50,9 +47,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_SPEC_DIRS: Final[tuple[str, ...]] = tuple(str(d) for d in defaults.SPEC_DIRS)
-CONTAINERD_CONFIG: Final = defaults.CONTAINERD_CONFIG
-CRIO_DROP_IN: Final = defaults.CRIO_DROP_IN
+_SPEC_DIRS: Final[tuple[str, ...]] = tuple(str(d) for d in defaults.SPEC_DIRS)
 
 # config version -> the table under [plugins] that holds enable_cdi / cdi_spec_dirs
 CONTAINERD_CRI_TABLES: Final[dict[int, str]] = {
@@ -123,7 +118,7 @@ def config_version_for_runtime(endpoint: str | None, *, timeout: float = default
     return ConfigVersion(version, f"{label} reads config version {version}")
 
 
-def render_containerd_config(*, version: int = 2, spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS) -> str:
+def render_containerd_config(*, version: int = 2, spec_dirs: Sequence[str] = _SPEC_DIRS) -> str:
     """A standalone config (or `imports` drop-in) enabling CDI for containerd config `version` 2 or 3."""
     table = _cri_table_name(version)
     doc = tomlkit.document()
@@ -140,7 +135,7 @@ def render_containerd_config(*, version: int = 2, spec_dirs: Sequence[str] = DEF
 def containerd_snippet(
     *,
     version: int | None = None,
-    spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS,
+    spec_dirs: Sequence[str] = _SPEC_DIRS,
     runtime_endpoint: str | None = None,
     timeout: float = defaults.RUNTIME_TIMEOUT_S,
 ) -> str:
@@ -156,7 +151,7 @@ def containerd_snippet(
     return f"# {choice.reason}\n{body}"
 
 
-def render_crio_config(*, spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS) -> str:
+def render_crio_config(*, spec_dirs: Sequence[str] = _SPEC_DIRS) -> str:
     """A CRI-O drop-in (for /etc/crio/crio.conf.d/) naming the CDI spec directories."""
     doc = tomlkit.parse(_CRIO_HEADER)
     crio = tomlkit.table(is_super_table=True)
@@ -170,7 +165,7 @@ def render_crio_config(*, spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS) -> str:
 def apply_containerd_config(
     path: Path,
     *,
-    spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS,
+    spec_dirs: Sequence[str] = _SPEC_DIRS,
     version: int | None = None,
     runtime_endpoint: str | None = None,
     timeout: float = defaults.RUNTIME_TIMEOUT_S,
@@ -213,7 +208,7 @@ def apply_containerd_config(
     return _write_if_changed(path, text, doc, changes, expected, _CONTAINERD_RESTART, notes)
 
 
-def apply_crio_config(path: Path = CRIO_DROP_IN, *, spec_dirs: Sequence[str] = DEFAULT_SPEC_DIRS) -> ApplyResult:
+def apply_crio_config(path: Path = defaults.CRIO_DROP_IN, *, spec_dirs: Sequence[str] = _SPEC_DIRS) -> ApplyResult:
     """Add the spec dirs to `[crio.runtime] cdi_spec_dirs` in a CRI-O config or drop-in, creating it if needed."""
     dirs = _checked_spec_dirs(spec_dirs)
     text = _read_optional(path)

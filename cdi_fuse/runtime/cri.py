@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from cdi_fuse._proto import cri_pb2
 
 __all__ = [
-    "DEFAULT_CDI_SPEC_DIRS",
-    "DEFAULT_ENDPOINTS",
     "RuntimeHandler",
     "RuntimeInfo",
     "RuntimeProbe",
@@ -41,10 +39,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: The spec dirs containerd and CRI-O scan when their configuration names none.
-DEFAULT_CDI_SPEC_DIRS: tuple[str, ...] = tuple(str(d) for d in defaults.SPEC_DIRS)
+_DEFAULT_SPEC_DIRS: tuple[str, ...] = tuple(str(d) for d in defaults.SPEC_DIRS)
 
-#: Where containerd and CRI-O listen by default, in the order a probe tries them.
-DEFAULT_ENDPOINTS: tuple[str, ...] = defaults.RUNTIME_ENDPOINTS
 
 _CRI_API_VERSION = "v1"
 _CONTAINERD_CDI_DEFAULT_ON = (2, 0)  # containerd 2.0 turned enable_cdi on by default
@@ -92,7 +88,9 @@ class RuntimeInfo:
 class RuntimeProbe:
     """Asks the first answering endpoint (a deviceplugin.api.RuntimeProbe: the plugin's `auto` uses it)."""
 
-    def __init__(self, endpoints: Sequence[str] = DEFAULT_ENDPOINTS, *, timeout: float = defaults.RUNTIME_TIMEOUT_S):
+    def __init__(
+        self, endpoints: Sequence[str] = defaults.RUNTIME_ENDPOINTS, *, timeout: float = defaults.RUNTIME_TIMEOUT_S
+    ):
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
         self.socket_paths = tuple(
@@ -157,7 +155,7 @@ def query_runtime(endpoint: str, *, timeout: float = 2.0) -> RuntimeInfo:
     return info
 
 
-def probe_runtime(endpoints: Sequence[str] = DEFAULT_ENDPOINTS, *, timeout: float = 2.0) -> RuntimeInfo:
+def probe_runtime(endpoints: Sequence[str] = defaults.RUNTIME_ENDPOINTS, *, timeout: float = 2.0) -> RuntimeInfo:
     """Query each endpoint whose socket exists, in order, and return the first answer.
 
     Raises RuntimeQueryError (endpoint: all tried endpoints, comma-separated) when none answers.
@@ -242,7 +240,7 @@ def _runtime_config(info: Mapping[str, str], endpoint: str, *, strict: bool) -> 
 def _spec_dirs(config: Mapping[str, object] | None, endpoint: str) -> tuple[str, ...]:
     dirs = config.get("cdiSpecDirs") if config is not None else None
     if dirs is None:
-        return DEFAULT_CDI_SPEC_DIRS
+        return _DEFAULT_SPEC_DIRS
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise errors.RuntimeQueryError(f"cdiSpecDirs is not a list of paths: {dirs!r}", endpoint=endpoint)
     return tuple(dirs)
@@ -284,7 +282,7 @@ def _decide_crio(label: str, release: tuple[int, int] | None, info: Mapping[str,
     reported = _crio_spec_dirs(_runtime_config(info, endpoint, strict=False), endpoint)
     if reported is None:
         dirs, where = (
-            DEFAULT_CDI_SPEC_DIRS,
+            _DEFAULT_SPEC_DIRS,
             "it does not report its cdi spec dirs (cri-o < 1.33): assuming the defaults",
         )
     else:

@@ -31,9 +31,12 @@ def describe_crio_dirs(info: cri.RuntimeInfo | None, error: errors.CdiFuseError 
     return f"# {label} reads CDI specs from {current} now; install this drop-in and restart it"
 
 
+_SPEC_DIRS = tuple(str(d) for d in defaults.SPEC_DIRS)
+
+
 def crio_snippet(
     *,
-    spec_dirs: Sequence[str] = config.DEFAULT_SPEC_DIRS,
+    spec_dirs: Sequence[str] = _SPEC_DIRS,
     runtime_endpoint: str = defaults.CRIO_ENDPOINT,
     timeout: float = defaults.RUNTIME_TIMEOUT_S,
 ) -> str:
@@ -45,7 +48,7 @@ def crio_snippet(
         info = cri.query_runtime(runtime_endpoint, timeout=timeout)
     except errors.CdiFuseError as exc:
         error = exc
-    return f"# {config.CRIO_DROP_IN}\n{describe_crio_dirs(info, error, spec_dirs)}\n{body}"
+    return f"# {defaults.CRIO_DROP_IN}\n{describe_crio_dirs(info, error, spec_dirs)}\n{body}"
 
 
 def _same_dirs(current: Sequence[str], wanted: Sequence[str]) -> bool:

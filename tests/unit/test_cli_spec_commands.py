@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import cdi_fuse
+from cdi_fuse import defaults
 from cdi_fuse.cdi import specdirs, store
 from cdi_fuse.cli import app
 from cdi_fuse.node import fuse
@@ -192,7 +193,7 @@ def test_generate_write_failure(runner: CliRunner, probed: list[Path], tmp_path:
 def test_generate_from_a_real_char_device(
     runner: CliRunner, char_device: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fuse, "fuse_in_kernel", lambda proc_filesystems=fuse.PROC_FILESYSTEMS: True)
+    monkeypatch.setattr(fuse, "fuse_in_kernel", lambda proc_filesystems=defaults.PROC_FILESYSTEMS: True)
     args = ["generate", "--device-path", str(char_device), "--spec-dir", str(tmp_path / "cdi")]
     # The host's /dev/fuse seen elsewhere (as in the plugin pod): the spec is the golden one.
     result = runner.invoke(app, [*args, "--host-device-path", "/dev/fuse"])

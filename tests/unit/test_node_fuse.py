@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import models, validation
 from cdi_fuse.node import fuse
 from tests.conftest import FUSE_MAJOR, FUSE_MINOR, CharDeviceFactory
@@ -179,9 +179,9 @@ def test_build_fuse_spec_version(
 
 
 def test_defaults() -> None:
-    assert Path("/dev/fuse") == fuse.DEFAULT_DEVICE_PATH
-    assert fuse.CONTAINER_DEVICE_PATH == "/dev/fuse"
-    assert Path("/proc/filesystems") == fuse.PROC_FILESYSTEMS
+    assert Path("/dev/fuse") == defaults.DEVICE_PATH
+    assert defaults.CONTAINER_DEVICE_PATH == "/dev/fuse"
+    assert Path("/proc/filesystems") == defaults.PROC_FILESYSTEMS
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 import tomlkit
 import tomlkit.exceptions
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.runtime import config
 from tests.config_shapes import CRASHED, DATA
 from tests.fakes.fake_cri import containerd_config, serve_fake_cri
@@ -568,9 +568,8 @@ def test_crio_drop_in_edited_by_the_admin_is_updated_in_place(tmp_path: Path) ->
 
 
 def test_default_paths() -> None:
-    assert Path("/etc/containerd/config.toml") == config.CONTAINERD_CONFIG
-    assert Path("/etc/crio/crio.conf.d/10-cdi.conf") == config.CRIO_DROP_IN
-    assert config.DEFAULT_SPEC_DIRS == ("/etc/cdi", "/var/run/cdi")
+    assert Path("/etc/containerd/config.toml") == defaults.CONTAINERD_CONFIG
+    assert Path("/etc/crio/crio.conf.d/10-cdi.conf") == defaults.CRIO_DROP_IN
 
 
 def test_all_is_complete() -> None:

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdi_fuse import errors
+from cdi_fuse import defaults, errors
 from cdi_fuse.cdi import compat, models, names, report, specdirs, store, validation, versions
 from cdi_fuse.node import fuse
 
@@ -410,7 +410,7 @@ def test_scan_records_an_unreadable_dir_and_goes_on(tmp_path: Path, monkeypatch:
 
 
 def test_scan_default_dirs() -> None:
-    assert (Path("/etc/cdi"), Path("/var/run/cdi")) == store.DEFAULT_SPEC_DIRS
+    assert (Path("/etc/cdi"), Path("/var/run/cdi")) == defaults.SPEC_DIRS
 
 
 # --- property: generated fuse specs survive encode -> file -> load -> parse, in both formats -----------------------

@@ -162,7 +162,7 @@ def test_released_versions_are_valid(version: str) -> None:
 
 def test_version_table() -> None:
     assert versions.EARLIEST_VERSION == "0.3.0"
-    assert versions.LATEST_VERSION == "1.1.0"
+    assert versions.VALID_VERSIONS[-1] == "1.1.0"
     assert list(versions.VALID_VERSIONS) == sorted(versions.VALID_VERSIONS, key=versions.version_key)
     assert versions.version_key("1.10.0") > versions.version_key("1.9.0")
 
