@@ -242,7 +242,9 @@ def test_container_is_root_without_any_privilege(base: list[Manifest]) -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["readOnlyRootFilesystem"] is True
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert security["appArmorProfile"] == {"type": "RuntimeDefault"}
+    # an explicit AppArmor profile, even RuntimeDefault, makes the kubelet refuse the pod where AppArmor is off
+    assert "appArmorProfile" not in security
+    assert "appArmorProfile" not in _only(base, "DaemonSet")["spec"]["template"]["spec"]["securityContext"]
     assert security["runAsUser"] == 0
 
 
