@@ -120,6 +120,14 @@ def generate_command(
         str | None,
         typer.Option("--spec-version", help="cdiVersion to declare (default: the minimum the spec needs)."),
     ] = None,
+    runtime_endpoints: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime-endpoint",
+            help="CRI endpoint(s) asked, with --spec-version, whether the node's runtime loads that version "
+            "[default: containerd, then CRI-O].",
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option("--check", help="Write nothing; exit 1 if the file on disk differs from what would be written."),
@@ -168,6 +176,12 @@ def generate_command(
     verb = "wrote" if result.changed else "unchanged"
     typer.echo(f"{verb} {result.path}")
     typer.echo(result.qualified_name)
+    if spec_version is not None:
+        from cdi_fuse import doctor
+
+        warning = doctor.spec_version_warning(spec_version, tuple(runtime_endpoints or defaults.RUNTIME_ENDPOINTS))
+        if warning is not None:
+            typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command("validate")

@@ -19,7 +19,13 @@ from cdi_fuse.deviceplugin import decider, endpoint
 from cdi_fuse.node import fuse
 from cdi_fuse.runtime import cri
 
-__all__ = ["Check", "DoctorOptions", "Report", "run_doctor"]
+__all__ = [
+    "Check",
+    "DoctorOptions",
+    "Report",
+    "run_doctor",
+    "spec_version_warning",
+]
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -287,6 +293,24 @@ def _runtime_library(description: str, dirs: Sequence[Path]) -> Check:
         f"{runtime.label} cannot load {'; '.join(map(str, refusals))}",
         f"its library knows cdiVersion up to {runtime.library.max_cdi_version}: regenerate with "
         f"`cdi-fuse generate --spec-version {runtime.library.max_cdi_version}` (or let it pick the minimum)",
+    )
+
+
+def spec_version_warning(cdi_version: str, endpoints: Sequence[str], *, timeout: float = 1.0) -> str | None:
+    """A warning when the node's runtime (asked over CRI) bundles a CDI library that does not load `cdi_version`;
+    None when it does, when its release is not on record, or when no runtime answers."""
+    try:
+        info = cri.probe_runtime(endpoints, timeout=timeout)
+    except errors.CdiFuseError:
+        return None
+    runtime = compat.reported_runtime_library(f"{info.runtime_name} {info.runtime_version}")
+    if runtime is None or compat.loads_version(runtime.library, cdi_version):
+        return None
+    newest = runtime.library.max_cdi_version
+    return (
+        f"{runtime.label} does not load cdiVersion {cdi_version} (its library knows versions up to {newest}): "
+        f"containers asking for the device fail with 'unresolvable CDI devices'; use --spec-version {newest} "
+        "or leave the option out"
     )
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from cdi_fuse.cdi import compat
+
 __all__ = [
     "DecodeError",
     "Decoded",
@@ -33,7 +35,9 @@ __all__ = [
     "YamlAmbiguity",
     "decode_spec",
     "go_json",
+    "library_spec_type",
     "spec_type",
+    "version_refusal",
 ]
 
 _PLAIN = "?plain"
@@ -717,3 +721,29 @@ def go_json(value: object, kind: GoType) -> object:
             out[name] = go_json(item, sub)
         return out
     return value
+
+
+def library_spec_type(library: compat.Library) -> GoType:
+    """The Go spec type `library` decodes into (its fields)."""
+    return spec_type(
+        intel_rdt_fields=library.intel_rdt_fields,
+        net_devices=library.net_devices,
+        additional_gids=library.additional_gids,
+        annotations=library.annotations,
+    )
+
+
+def version_refusal(data: bytes, library: compat.Library) -> str | None:
+    """Why `library` refuses spec bytes at its first two steps: reading them into its types (a field it does not
+    have, e.g. netDevices before 1.1) and knowing the declared cdiVersion; None when both pass. The later rules
+    (names, edits, minimum version) are the same for every library line: report.judge_bytes checks them, with
+    pydantic; this needs only YAML, for the plugin process."""
+    decoded = decode_spec(data, library_spec_type(library))
+    if decoded.error is not None:
+        return decoded.error.message
+    assert decoded.spec is not None
+    declared = str(decoded.spec.get("cdiVersion", ""))
+    if not compat.loads_version(library, declared):
+        newest = library.max_cdi_version
+        return f"invalid version {declared!r}: CDI library {library.version} knows versions up to {newest}"
+    return None

@@ -105,12 +105,7 @@ class FileReport:
 
 
 def _spec_type(library: compat.Library) -> decode.GoType:
-    return decode.spec_type(
-        intel_rdt_fields=library.intel_rdt_fields,
-        net_devices=library.net_devices,
-        additional_gids=library.additional_gids,
-        annotations=library.annotations,
-    )
+    return decode.library_spec_type(library)
 
 
 _LISTS = ("deviceNodes", "hooks", "mounts", "netDevices")

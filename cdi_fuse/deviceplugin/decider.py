@@ -147,6 +147,7 @@ class StrategyDecider:
         self._asked_at: float | None = None
         self._quick_retries = 0
         self._logged: api.Decision | None = None
+        self._runtime_library_warned: tuple[str, Path, str | None] | None = None
 
     def decision_dirs(self) -> tuple[Path, ...]:
         """The spec dirs the decision depends on: the runtime's, else the plugin's own."""
@@ -204,7 +205,36 @@ class StrategyDecider:
         if decision != self._logged:
             log.info("strategy decision: %s (%s)", decision.label, decision.reason)
             self._logged = decision
+        if self.choice.fixed is None and self._runtime is not None and self._runtime.cdi_enabled:
+            self._warn_if_the_runtime_cannot_load_the_spec(self._runtime)
         return self.decision_dirs() != dirs_before
+
+    def _warn_if_the_runtime_cannot_load_the_spec(self, runtime: api.RuntimeView) -> None:
+        """Log once when the spec that provides our name is one the runtime's own CDI library cannot load (it
+        bundles an older one than the spec needs): containers would fail with "unresolvable CDI devices"."""
+        from cdi_fuse.cdi import compat, decode  # YAML and stdlib only: the plugin stays without pydantic
+
+        bundled = compat.reported_runtime_library(runtime.description)
+        found = specdirs.scan([Path(d) for d in runtime.cdi_spec_dirs], self._read).resolve(self.qualified_name)
+        if bundled is None or found is None:
+            return
+        try:
+            with found.path.open("rb") as stream:
+                why = decode.version_refusal(stream.read(specfile.MAX_SPEC_SIZE + 1), bundled.library)
+        except OSError:
+            return
+        warning = (bundled.label, found.path, why)
+        if why is not None and warning != self._runtime_library_warned:
+            log.warning(
+                "%s cannot load %s (%s): a container asking for %s fails with 'unresolvable CDI devices'; "
+                "write the spec with --spec-version %s or lower",
+                bundled.label,
+                found.path,
+                why,
+                self.qualified_name,
+                bundled.library.max_cdi_version,
+            )
+        self._runtime_library_warned = warning
 
     def _ask_runtime(self) -> None:
         self._asked_at = self._clock()

@@ -181,6 +181,43 @@ def test_generate_bad_option_is_a_usage_error(
     assert not (tmp_path / "cdi").exists()
 
 
+@pytest.mark.parametrize(
+    ("runtime_version", "spec_version", "warned"),
+    [
+        # Debian's containerd 2.1.9 bundles CDI library 1.0.1: it refuses cdiVersion 1.1.0 (issue 10).
+        pytest.param("2.1.9+unknown", "1.1.0", True, id="containerd-2.1-refuses-1.1.0"),
+        pytest.param("2.1.9+unknown", "1.0.0", False, id="containerd-2.1-loads-1.0.0"),
+        pytest.param("v2.2.1", "1.1.0", False, id="containerd-2.2.1-loads-1.1.0"),
+    ],
+)
+def test_generate_warns_when_the_runtime_does_not_load_the_spec_version(
+    runner: CliRunner, probed: list[Path], tmp_path: Path, runtime_version: str, spec_version: str, warned: bool
+) -> None:
+    from tests.fakes.fake_cri import containerd_config, serve_fake_cri
+
+    config = containerd_config(enable_cdi=True, spec_dirs=[str(tmp_path / "cdi")])
+    with serve_fake_cri(runtime_name="containerd", runtime_version=runtime_version, config=config) as endpoint:
+        args = ["generate", "--spec-dir", str(tmp_path / "cdi"), "--spec-version", spec_version]
+        result = runner.invoke(app, [*args, "--runtime-endpoint", endpoint])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cdi" / "cdi-fuse.io-fuse.yaml").exists()
+    expected = (
+        "warning: containerd 2.1.9+unknown (CDI library 1.0.1) does not load cdiVersion 1.1.0 (its library knows "
+        "versions up to 1.0.0): containers asking for the device fail with 'unresolvable CDI devices'; use "
+        "--spec-version 1.0.0 or leave the option out\n"
+    )
+    assert result.stderr == (expected if warned else "")
+
+
+def test_generate_without_an_answering_runtime_does_not_warn(
+    runner: CliRunner, probed: list[Path], tmp_path: Path
+) -> None:
+    args = ["generate", "--spec-dir", str(tmp_path / "cdi"), "--spec-version", "1.1.0"]
+    result = runner.invoke(app, [*args, "--runtime-endpoint", f"unix://{tmp_path}/none.sock"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
 def test_generate_write_failure(runner: CliRunner, probed: list[Path], tmp_path: Path) -> None:
     (tmp_path / "cdi").write_text("a file where the dir should be")
     result = runner.invoke(app, ["generate", "--spec-dir", str(tmp_path / "cdi")])

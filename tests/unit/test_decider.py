@@ -463,3 +463,58 @@ def test_decision_reader_reads_only_what_can_concern_the_device(
             None, NOT_ASKED, QUALIFIED, fallback_spec_dirs=[tmp_path / "cdi"], read=reader
         )
         assert registry_decision.strategies == {"device-spec"} and "defined twice" in registry_decision.reason
+
+
+# ---- the runtime's own CDI library (issue 10) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("runtime", "version", "warned"),
+    [
+        # Debian's containerd 2.1.9 bundles library 1.0.1: it cannot load a cdiVersion 1.1.0 spec.
+        pytest.param("containerd 2.1.9+unknown", "1.1.0", True, id="too-new-for-containerd-2.1"),
+        pytest.param("containerd 2.1.9+unknown", "1.0.0", False, id="loads"),
+        pytest.param("containerd v2.2.1", "1.1.0", False, id="containerd-2.2.1-loads-1.1.0"),
+        pytest.param("mystery 1.0", "1.1.0", False, id="unknown-runtime-not-judged"),
+    ],
+)
+def test_decider_warns_once_when_the_runtime_library_cannot_load_the_spec(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, runtime: str, version: str, warned: bool
+) -> None:
+    from cdi_fuse.deviceplugin import state, strategies
+
+    spec = tmp_path / "cdi-fuse.io-fuse.yaml"
+    spec.write_text(f"cdiVersion: {version}\nkind: cdi-fuse.io/fuse\ndevices:\n- name: fuse\n  containerEdits:\n"
+                    "    deviceNodes:\n    - path: /dev/fuse\n")  # fmt: skip
+    answer = View(runtime, cdi_enabled=True, cdi_spec_dirs=(str(tmp_path),), reason="enableCDI")
+    plugin_state = state.PluginState(healthy=True, decision=api.Decision(frozenset(), "start"))
+    decider_ = decider.StrategyDecider(
+        strategies.parse_strategy("auto"),
+        QUALIFIED,
+        plugin_state=plugin_state,
+        spec_dirs=(tmp_path,),
+        probe=FakeProbe(tmp_path / "containerd.sock", answer),
+    )
+    for _ in range(3):
+        decider_.decide(ask_runtime=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if warned:
+        assert warnings == [
+            f"containerd 2.1.9+unknown (CDI library 1.0.1) cannot load {spec} (invalid version '1.1.0': CDI library "
+            f"1.0 knows versions up to 1.0.0): a container asking for {QUALIFIED} fails with 'unresolvable CDI "
+            "devices'; write the spec with --spec-version 1.0.0 or lower"
+        ]
+    else:
+        assert warnings == []
+
+
+def test_the_runtime_library_check_needs_no_pydantic() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cdi_fuse.cdi.compat, cdi_fuse.cdi.decode\n"
+        "print(sorted(m for m in ('pydantic', 'jsonschema') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
