@@ -34,7 +34,7 @@ test: venv system-deps lint
 	$(BIN)/pytest -p no:cacheprovider
 
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 ## proto: regenerate cdi_fuse/_proto from plugin/*.proto
 proto: venv

@@ -1,7 +1,8 @@
 """One benchmark client process: connect, warm up, say "ready", wait for "go", run N Allocates, print JSON.
 
-Run by bench/run.py as `python bench/alloc_client.py <socket> <calls> <device-count>`; several of these
-at once measure the plugin's throughput without the client's GIL in the way.
+Run by bench/run.py as `python bench/alloc_client.py <socket> <calls> <device-count> [<first-id>]`: the calls
+ask for IDs first-id, first-id + 1, ... (mod device-count, round and round). Several of these at once
+measure the plugin's throughput without the client's GIL in the way.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def allocate_request(device_id: str) -> pb.AllocateRequest:
 
 def main(argv: list[str]) -> int:
     socket_path, calls, device_count = argv[0], int(argv[1]), int(argv[2])
-    requests = [allocate_request(f"fuse-{i % device_count}") for i in range(min(calls, device_count))]
+    first = int(argv[3]) if len(argv) > 3 else 0
+    requests = [allocate_request(f"fuse-{(first + i) % device_count}") for i in range(min(calls, device_count))]
     with grpc.insecure_channel(f"unix:{socket_path}") as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         allocate = pb_grpc.DevicePluginStub(channel).Allocate
@@ -42,7 +44,8 @@ def main(argv: list[str]) -> int:
             except grpc.RpcError:
                 errors += 1
         end, cpu_end = time.monotonic(), time.process_time()
-    print(json.dumps({"start": start, "end": end, "calls": calls, "errors": errors, "cpu": cpu_end - cpu_start}))
+    report = {"start": start, "end": end, "calls": calls, "errors": errors, "cpu": cpu_end - cpu_start}
+    print(json.dumps({**report, "warm_up": WARM_UP_CALLS}))
     return 0
 
 
