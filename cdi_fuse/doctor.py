@@ -335,6 +335,8 @@ def run_doctor(options: DoctorOptions) -> Report:
     if api_check is not None:
         report.checks.append(api_check)
     report.checks.append(_lsm(options))
-    decision = decider.decide_auto(view, error, options.qualified_name, fallback_spec_dirs=options.spec_dirs)
+    decision = decider.decide_auto(
+        view, error, options.qualified_name, fallback_spec_dirs=options.spec_dirs, read=decider.reader_for(view)
+    )
     report.strategy, report.strategy_reason = decision.label, decision.reason
     return report

@@ -84,9 +84,10 @@ def write_spec(
     return specfile.write_content(path, content, overwrite=overwrite)
 
 
-def device_names(path: Path) -> list[str]:
-    """The qualified device names a spec file provides, read as the runtimes' library does (SpecError if not)."""
-    spec = read_spec(path)
+def device_names(path: Path, *, library: compat.Library = compat.DEFAULT_LIBRARY) -> list[str]:
+    """The qualified device names a spec file provides, read as the runtimes' library `library` does (SpecError
+    if it would not load it)."""
+    spec = read_spec(path, library=library)
     vendor, cls = names.parse_kind(spec.kind)
     return [names.qualified_name(vendor, cls, device.name) for device in spec.devices]
 

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import names, specdirs, specfile
+from cdi_fuse.cdi import compat, decode, names, specdirs, specfile
 from cdi_fuse.deviceplugin import api, state, strategies
 from cdi_fuse.node import watch
 
-__all__ = ["DecisionReader", "StrategyDecider", "decide_auto", "full_reader"]
+__all__ = ["DecisionReader", "StrategyDecider", "decide_auto", "full_reader", "reader_for", "runtime_library"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,23 @@ _QUICK_RETRIES = 5  # after the runtime's socket was created again and the runti
 _QUICK_RETRY_S = 0.5
 
 
-def full_reader(path: Path) -> list[str]:
-    """A spec file's device names, read as the runtimes' CDI library reads it."""
+def full_reader(path: Path, library: compat.Library | None = None) -> list[str]:
+    """A spec file's device names, read as the runtimes' CDI library (`library`, else the newest) reads it."""
     from cdi_fuse.cdi import store
 
-    return store.device_names(path)
+    return store.device_names(path, library=library or compat.DEFAULT_LIBRARY)
+
+
+def runtime_library(runtime: api.RuntimeView | None) -> compat.Library | None:
+    """The CDI library the runtime loads specs with, when its version tells (None: judge with the newest)."""
+    bundled = compat.reported_runtime_library(runtime.description) if runtime is not None else None
+    return bundled.library if bundled is not None else None
+
+
+def reader_for(runtime: api.RuntimeView | None) -> specdirs.DeviceNamesReader:
+    """Read spec files as `runtime`'s own library does: a spec it cannot load does not resolve for it."""
+    library = runtime_library(runtime)
+    return lambda path: full_reader(path, library)
 
 
 class DecisionReader:
@@ -43,10 +55,13 @@ class DecisionReader:
     character of it), so it provides nothing the decision asks about; any other file is read in full.
     """
 
-    def __init__(self, qualified_name: str, own: Callable[[], str | None]) -> None:
+    def __init__(
+        self, qualified_name: str, own: Callable[[], str | None], library: compat.Library | None = None
+    ) -> None:
         self._name = qualified_name
         self._vendor = names.parse_qualified_name(qualified_name).vendor.encode()
         self._own = own
+        self._library = library
 
     def __call__(self, path: Path) -> list[str]:
         try:
@@ -56,10 +71,13 @@ class DecisionReader:
             raise errors.SpecError(f"cannot read spec: {exc.strerror or exc}", path=path) from exc
         own = self._own()
         if own is not None and raw == own.encode():
+            refusal = decode.version_refusal(raw, self._library) if self._library is not None else None
+            if refusal is not None:  # e.g. a dotted class (cdiVersion 0.6.0) for a runtime with library 0.5
+                raise errors.SpecError(refusal, path=path)
             return [self._name]
         if self._vendor not in raw:
             return []
-        return full_reader(path)
+        return full_reader(path, self._library)
 
 
 def decide_auto(
@@ -141,7 +159,10 @@ class StrategyDecider:
         self._runtime_interval = runtime_interval
         self._observer = observer or api.NullObserver()
         self._clock = clock
-        self._read = specdirs.SpecFileCache(DecisionReader(qualified_name, own_spec))
+        self._own_spec = own_spec
+        # One cache per CDI library: whether a file loads (and so whether the name resolves) depends on it.
+        self._readers: dict[str, specdirs.SpecFileCache] = {}
+        self._read = self._reader(None)
         self._runtime: api.RuntimeView | None = None
         self._runtime_error: errors.CdiFuseError | None = None
         self._asked_at: float | None = None
@@ -198,7 +219,7 @@ class StrategyDecider:
                 self._runtime_error,
                 self.qualified_name,
                 fallback_spec_dirs=self._spec_dirs,
-                read=self._read,
+                read=self._reader(runtime_library(self._runtime)),
             )
         self._state.set_decision(decision)
         self._observer.decision(decision)
@@ -209,11 +230,15 @@ class StrategyDecider:
             self._warn_if_the_runtime_cannot_load_the_spec(self._runtime)
         return self.decision_dirs() != dirs_before
 
+    def _reader(self, library: compat.Library | None) -> specdirs.SpecFileCache:
+        key = library.version if library is not None else ""
+        if key not in self._readers:
+            self._readers[key] = specdirs.SpecFileCache(DecisionReader(self.qualified_name, self._own_spec, library))
+        return self._readers[key]
+
     def _warn_if_the_runtime_cannot_load_the_spec(self, runtime: api.RuntimeView) -> None:
         """Log once when the spec that provides our name is one the runtime's own CDI library cannot load (it
         bundles an older one than the spec needs): containers would fail with "unresolvable CDI devices"."""
-        from cdi_fuse.cdi import compat, decode  # YAML and stdlib only: the plugin stays without pydantic
-
         bundled = compat.reported_runtime_library(runtime.description)
         found = specdirs.scan([Path(d) for d in runtime.cdi_spec_dirs], self._read).resolve(self.qualified_name)
         if bundled is None or found is None:

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -33,10 +30,10 @@ from pathlib import Path
 
 import grpc
 
-from cdi_fuse import errors
+from cdi_fuse import errors, ratelimit, sockets
 from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse._proto import deviceplugin_pb2_grpc as pb_grpc
-from cdi_fuse.deviceplugin import api, ratelimit, server
+from cdi_fuse.deviceplugin import api, server
 
 __all__ = [
     "API_VERSION",
@@ -54,62 +51,18 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "v1beta1"
 KUBELET_SOCKET = "kubelet.sock"
-# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
-_SERVE_ATTEMPTS = 3
-
-# (device, inode, ctime): which file is at a path. Inode numbers are reused at once on tmpfs and ext4, so a
-# kubelet.sock deleted and created again often gets the same number; its ctime (set when the socket is bound)
-# differs. Nobody renames or chmods these sockets, which would change the ctime too.
-FileIdentity = tuple[int, int, int]
+FileIdentity = sockets.FileIdentity
+file_identity = sockets.file_identity
+dials = sockets.dials
 
 
 def socket_name(resource_name: str) -> str:
     return f"cdi-fuse-{resource_name.replace('/', '_')}.sock"
 
 
-def file_identity(path: Path) -> FileIdentity | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino, info.st_ctime_ns)
-
-
-def dials(path: Path, timeout: float = 0.5) -> bool:
-    """True when a unix socket at `path` accepts a connection (someone serves it)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(timeout)
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def check_socket_free(path: Path) -> None:
     """Refuse a socket another live process serves; remove a stale one left by a killed process."""
-    if not path.exists() and not path.is_symlink():
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOTSOCK, errno.ENOENT, errno.EPROTOTYPE):
-            raise errors.RegistrationError(f"cannot check socket {str(path)!r}: {exc}", socket=path) from exc
-        log.info("removing stale socket %s", path)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    finally:
-        probe.close()
-    raise errors.RegistrationError(
-        f"another process is serving {str(path)!r}; stop it first (is a second cdi-fuse plugin running?)",
-        socket=path,
-    )
+    sockets.check_socket_free(path, program="cdi-fuse plugin")
 
 
 class Phase(enum.Enum):
@@ -170,7 +123,6 @@ class Endpoint:
         self._server: grpc.Server | None = None
         self._service: server.DevicePluginService | None = None
         self._socket: FileIdentity | None = None  # the socket this serve created
-        self._serial = 0
         self._registered_with: FileIdentity | None = None  # kubelet.sock at the last successful Register
         self._last_kubelet: FileIdentity | None = None  # kubelet.sock last registered with, kept across serves
         self._socket_lost = False
@@ -260,46 +212,18 @@ class Endpoint:
     def serve(self) -> None:
         """Serve a new socket at the endpoint path (refusing one another live process serves)."""
         check_socket_free(self.socket_path)
-        for _ in range(_SERVE_ATTEMPTS):
-            if self._serve_once():
-                # None when deleted again at once (a kubelet still clearing its dir): the next reconcile serves again.
-                self._socket = file_identity(self.socket_path)
-                self._registered_with = None
-                return
-        raise errors.RegistrationError(
-            f"cannot serve {str(self.socket_path)!r}: the socket was deleted before it could be moved into place "
-            f"{_SERVE_ATTEMPTS} times in a row",
-            socket=self.socket_path,
-        )
-
-    def _serve_once(self) -> bool:
-        """Bind a once-used name, start the server, rename the socket into place; False when the bound socket
-        was deleted before the rename (a kubelet clearing its dir), nothing left behind then."""
-        self._serial += 1
-        bound = self.plugin_dir / f".{self.socket_name}.{os.getpid()}.{self._serial}"
-        if len(str(bound).encode()) > _MAX_SOCKET_PATH:
-            raise errors.RegistrationError(
-                f"socket path {str(bound)!r} is longer than {_MAX_SOCKET_PATH} bytes", socket=self.socket_path
-            )
         service = self._service_factory()
-        grpc_server = grpc.server(self._executor, options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_DevicePluginServicer_to_server(service, grpc_server)
-        if grpc_server.add_insecure_port(f"unix:{bound}") == 0:
-            raise errors.RegistrationError(f"cannot listen on {str(bound)!r}", socket=self.socket_path)
-        grpc_server.start()
-        try:
-            os.rename(bound, self.socket_path)
-        except OSError as exc:
-            service.close()
-            grpc_server.stop(None)
-            if exc.errno == errno.ENOENT:
-                return False
-            raise errors.RegistrationError(
-                f"cannot move the socket into place at {str(self.socket_path)!r}: {exc.strerror}",
-                socket=self.socket_path,
-            ) from exc
-        self._server, self._service = grpc_server, service
-        return True
+
+        def make_server() -> grpc.Server:
+            server_ = grpc.server(self._executor, options=[("grpc.so_reuseport", 0)])
+            pb_grpc.add_DevicePluginServicer_to_server(service, server_)
+            return server_
+
+        self._server = sockets.serve_at(self.socket_path, make_server)
+        self._service = service
+        # None when deleted again at once (a kubelet still clearing its dir): the next reconcile serves again.
+        self._socket = file_identity(self.socket_path)
+        self._registered_with = None
 
     def _register(self) -> None:
         request = pb.RegisterRequest(

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdi_fuse import defaults, errors
-from cdi_fuse.deviceplugin import api, decider, endpoint, ratelimit, scanner, server, state, strategies
+from cdi_fuse import defaults, errors, ratelimit
+from cdi_fuse.deviceplugin import api, decider, endpoint, scanner, server, state, strategies
 from cdi_fuse.node import generate, watch
 
 __all__ = ["PluginConfig", "PluginLoop", "device_ids", "run_plugin"]

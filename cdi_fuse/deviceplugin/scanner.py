@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cdi_fuse import errors
-from cdi_fuse.deviceplugin import api, ratelimit, state
+from cdi_fuse import errors, ratelimit
+from cdi_fuse.deviceplugin import api, state
 from cdi_fuse.node import fuse, generate, watch
 
 __all__ = ["FuseScanner"]

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import grpc
 
-from cdi_fuse import errors
+from cdi_fuse import errors, ratelimit
 from cdi_fuse._proto import dra_pb2_grpc, pluginregistration_pb2_grpc
 from cdi_fuse.dra import api, checkpoint, node_server, publisher, registrar, slices, sockets, status
 from cdi_fuse.node import fuse, generate, watch
@@ -104,6 +104,7 @@ class Driver:
         self._spec_error: str | None = None
         self._slice_error: str | None = None
         self._stop = threading.Event()
+        self._errors = ratelimit.RateLimitedLog(log)
         self._slices_dirty = threading.Event()
         self._watcher = watch.DirWatcher()
         self._slices_due = 0.0
@@ -187,9 +188,10 @@ class Driver:
                 try:
                     self._handle(events)
                     self._run_due()
-                except Exception:
+                except Exception as exc:
                     # The driver must outlive any single failure; the safety-net check retries.
-                    log.exception("unexpected error; continuing")
+                    self._errors.error(f"unexpected error, continuing: {exc!r}")
+                    log.debug("unexpected error", exc_info=True)
         finally:
             self.shutdown()
 

@@ -441,7 +441,7 @@ def test_decision_reader_reads_only_what_can_concern_the_device(
     reads: list[Path] = []
     real_full_reader = decider.full_reader
 
-    def counting_full_read(path: Path) -> list[str]:
+    def counting_full_read(path: Path, library: object = None) -> list[str]:
         reads.append(path)
         return real_full_reader(path)
 
@@ -518,3 +518,26 @@ def test_the_runtime_library_check_needs_no_pydantic() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_spec_the_runtimes_library_cannot_load_does_not_resolve_for_it(
+    char_device: Path, proc_filesystems: Path, tmp_path: Path
+) -> None:
+    """Regression: containerd 2.1 bundles CDI library 1.0.1, which refuses cdiVersion 1.1.0; auto judged the spec
+    dirs with the newest library, sent the CDI name alone, and the container failed ("unresolvable CDI devices")."""
+    options = generate.GenerateOptions(
+        device_path=char_device, spec_dir=tmp_path / "cdi", proc_filesystems=proc_filesystems, spec_version="1.1.0"
+    )
+    generate.generate(options)
+    containerd_2_1 = View("containerd 2.1.9", cdi_enabled=True, cdi_spec_dirs=(str(tmp_path / "cdi"),), reason="")
+    containerd_2_2_1 = View("containerd 2.2.1", cdi_enabled=True, cdi_spec_dirs=(str(tmp_path / "cdi"),), reason="")
+
+    refused = decider.decide_auto(containerd_2_1, None, QUALIFIED, read=decider.reader_for(containerd_2_1))
+    loaded = decider.decide_auto(containerd_2_2_1, None, QUALIFIED, read=decider.reader_for(containerd_2_2_1))
+
+    assert refused.strategies == {"device-spec"}
+    assert f"{QUALIFIED} is not in" in refused.reason
+    assert loaded.strategies == {"cdi"}
+    # the plugin's lean reader judges the same way
+    lean = decider.DecisionReader(QUALIFIED, own=lambda: None, library=decider.runtime_library(containerd_2_1))
+    assert decider.decide_auto(containerd_2_1, None, QUALIFIED, read=lean).strategies == {"device-spec"}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cdi_fuse import errors
+from cdi_fuse import sockets as shared_sockets
 from cdi_fuse._proto import dra_pb2
 from cdi_fuse.dra import driver, sockets, status
 from cdi_fuse.node import generate
@@ -155,10 +156,10 @@ def test_kubelet_restart_registers_again_without_the_driver_touching_its_socket(
 ) -> None:
     with running(setup.driver()) as drv:
         plugin = kubelet.wait_registered(DRIVER)
-        inode = sockets.inode_of(plugin.socket)
+        inode = shared_sockets.file_identity(plugin.socket)
         kubelet.restart()
         kubelet.wait_registered(DRIVER, registrations=2)
-        assert sockets.inode_of(plugin.socket) == inode
+        assert shared_sockets.file_identity(plugin.socket) == inode
         wait_until(lambda: drv.registration.status().count == 2, what="registered again")
 
 
@@ -241,13 +242,13 @@ def test_a_successors_socket_is_never_removed(setup: Setup, kubelet: FakePluginW
         successor = sockets.ServedSocket(path.with_name("successor.sock"), lambda server: None)
         successor.serve()
         os.rename(successor.path, path)
-        theirs = sockets.inode_of(path)
+        theirs = shared_sockets.file_identity(path)
         try:
             time.sleep(3 * drv.config.safety_interval)  # safety rounds notice the socket is no longer ours
-            assert sockets.inode_of(path) == theirs
+            assert shared_sockets.file_identity(path) == theirs
         finally:
             drv.stop()
-        assert sockets.inode_of(path) == theirs
+        assert shared_sockets.file_identity(path) == theirs
     successor.stop()
     path.unlink()
 

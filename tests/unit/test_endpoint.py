@@ -12,7 +12,7 @@ from concurrent import futures
 import pytest
 
 from cdi_fuse.deviceplugin import api, endpoint, loop, server, state, strategies
-from cdi_fuse.deviceplugin.ratelimit import RateLimitedLog
+from cdi_fuse.ratelimit import RateLimitedLog
 from tests.fakes.fake_cri import make_stale_socket
 from tests.fakes.kubelet import FakeKubelet
 from tests.fakes.observer import RecordingObserver
