@@ -1,4 +1,4 @@
-"""The `cdi-fuse` entry point: `plugin` goes to its lean parser, every other command to the typer app."""
+"""The `cdi-fuse` entry point: `plugin` and `dra` go to their lean parsers, every other command to typer."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if sys.argv[1:2] == ["plugin"]:
-        # The long-running plugin never imports typer (nor, through it, pydantic): see plugin_command.
+        # The long-running commands never import typer (nor, through it, pydantic): see plugin_command.
         from cdi_fuse import plugin_command
 
         sys.exit(plugin_command.main(sys.argv[2:]))
+    if sys.argv[1:2] == ["dra"]:
+        from cdi_fuse import dra_command
+
+        sys.exit(dra_command.main(sys.argv[2:]))
     from cdi_fuse import cli
 
     cli.app()

@@ -6,7 +6,6 @@ loads only what it uses (`plugin` runs for the node's lifetime: no pydantic, no 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -272,168 +271,19 @@ def plugin_command(ctx: typer.Context) -> None:
     raise typer.Exit(command.main(ctx.args))
 
 
-class SharingOption(StrEnum):
-    auto = "auto"
-    shared = "shared"
-    devices = "devices"
+@app.command(
+    "dra",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+def dra_command(ctx: typer.Context) -> None:
+    """Run the DRA kubelet plugin that hands out /dev/fuse through ResourceClaims (see --help).
 
-
-@app.command("dra")
-def dra_command(
-    node_name: Annotated[
-        str,
-        typer.Option(
-            "--node-name",
-            envvar="NODE_NAME",
-            help="This node's name (the pool and the ResourceSlice's nodeName); in a pod, from the downward API.",
-        ),
-    ],
-    driver_name: Annotated[
-        str, typer.Option("--driver-name", help="DRA driver name; DeviceClasses select devices by it.")
-    ] = defaults.DRA_DRIVER,
-    kubeconfig: Annotated[
-        Path | None,
-        typer.Option(
-            "--kubeconfig",
-            help="Kubeconfig for the API server [default: the pod's service account, else $KUBECONFIG or "
-            "~/.kube/config].",
-            readable=False,
-        ),
-    ] = None,
-    registry_dir: Annotated[
-        Path,
-        typer.Option(
-            "--kubelet-registry-dir",
-            help="The kubelet's plugin-registration directory; <driver>-reg.sock is served there.",
-            readable=False,
-        ),
-    ] = defaults.DRA_REGISTRY_DIR,
-    plugins_dir: Annotated[
-        Path,
-        typer.Option(
-            "--kubelet-plugins-dir",
-            help="The kubelet's plugin directory; the DRA socket and the checkpoint go in <dir>/<driver>/. The "
-            "kubelet dials the socket at this path: mount it at the same path as on the host.",
-            readable=False,
-        ),
-    ] = defaults.DRA_PLUGINS_DIR,
-    sharing: Annotated[
-        SharingOption,
-        typer.Option(
-            "--sharing",
-            help="'shared': one device any number of claims may hold at once (allowMultipleAllocations; needs "
-            "DRAConsumableCapacity, on by default from Kubernetes 1.36). 'devices': --count devices, one claim "
-            "each. 'auto': shared, or devices when the API server drops allowMultipleAllocations.",
-        ),
-    ] = SharingOption.auto,
-    count: Annotated[
-        int,
-        typer.Option(
-            "--count",
-            min=1,
-            max=128,
-            help="Devices published with --sharing devices (or auto's fallback): how many claims may use FUSE "
-            "on this node at once; 110 is the kubelet's default max pods, 128 the most one ResourceSlice holds.",
-        ),
-    ] = defaults.COUNT,
-    spec_dirs: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--spec-dir",
-            help="CDI spec dirs, lowest priority first; --generate writes into the first [default: /etc/cdi].",
-            readable=False,
-        ),
-    ] = None,
-    write_spec: Annotated[
-        bool,
-        typer.Option("--generate/--no-generate", help="Write the CDI spec at start and restore it if changed."),
-    ] = True,
-    remove_slices_on_stop: Annotated[
-        bool,
-        typer.Option(
-            "--remove-slices-on-stop",
-            help="Delete this node's ResourceSlices when stopping. Off by default: a restart or rolling update "
-            "keeps the devices allocatable; after an uninstall the kubelet deletes the slices of a driver that "
-            "stays unregistered for 30 s.",
-        ),
-    ] = False,
-    device_path: DevicePathOption = defaults.DEVICE_PATH,
-    host_device_path: HostDevicePathOption = None,
-    allow_other_device: AllowOtherDeviceOption = False,
-    vendor: VendorOption = defaults.VENDOR,
-    cls: ClassOption = defaults.CLASS,
-    device_name: DeviceNameOption = defaults.DEVICE_NAME,
-    permissions: PermissionsOption = defaults.PERMISSIONS,
-    health_address: Annotated[
-        str | None,
-        typer.Option(
-            "--health-address",
-            help="Serve /healthz (200 once registered, device healthy and slice published) and /livez on "
-            "host:port, e.g. 0.0.0.0:9401 [default: off].",
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-) -> None:
-    """Run the DRA kubelet plugin that hands out /dev/fuse through ResourceClaims (resource.k8s.io/v1).
-
-    Registers with the kubelet in --kubelet-registry-dir, publishes this node's FUSE device as a
-    ResourceSlice (pool = node name) and answers NodePrepareResources with the CDI device of the node's
-    spec. Pods ask for it with a ResourceClaim(Template) of DeviceClass fuse.cdi-fuse.io. Stops cleanly on
-    SIGTERM/SIGINT, removing its sockets.
+    Its options are parsed by cdi_fuse.dra_command (argparse): the long-running process stays lean.
     """
-    import signal
+    from cdi_fuse import dra_command as command
 
-    from cdi_fuse.dra import api as dra_api
-    from cdi_fuse.dra import driver as dra_driver
-    from cdi_fuse.dra import entry, health
-    from cdi_fuse.node import generate
-
-    try:
-        logging.getLogger().setLevel(log_level.upper())
-        if health_address:
-            health.parse_address(health_address)
-    except ValueError as exc:
-        raise _fail(str(exc), code=EXIT_USAGE) from None
-    dirs = tuple(spec_dirs) if spec_dirs else (defaults.SPEC_DIR,)
-    config = dra_driver.DriverConfig(
-        node_name=node_name,
-        driver=driver_name,
-        registry_dir=registry_dir,
-        plugins_dir=plugins_dir,
-        sharing=dra_api.Sharing(sharing.value),
-        count=count,
-        generate_options=generate.GenerateOptions(
-            device_path=device_path,
-            vendor=vendor,
-            cls=cls,
-            device_name=device_name,
-            permissions=permissions,
-            spec_dir=dirs[0],
-            host_device_path=host_device_path,
-            allow_other_device=allow_other_device,
-        ),
-        write_spec=write_spec,
-        remove_slices_on_stop=remove_slices_on_stop,
-    )
-    health_server = None
-    try:
-        driver = entry.build_driver(config, kubeconfig=kubeconfig)
-        if health_address:
-            health_server = health.HealthServer(health_address, driver.health_report)
-            health_server.start()
-    except errors.DeviceProbeError as exc:
-        raise _fail(str(exc), hint=exc.hint) from None
-    except (errors.CdiFuseError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: driver.stop())
-    signal.signal(signal.SIGINT, lambda *_: driver.stop())
-    try:
-        driver.run()
-    except errors.CdiFuseError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        if health_server is not None:
-            health_server.stop()
+    raise typer.Exit(command.main(ctx.args))
 
 
 @app.command("doctor")

@@ -1,5 +1,6 @@
-"""Unix sockets a kubelet plugin serves: which file is at a path, whether someone answers it, refusing a live
-socket and removing a stale one, and starting a gRPC server at a path without ever deleting another's socket.
+"""Sockets a kubelet plugin serves, and the host:port of its HTTP endpoint: which file is at a path, whether
+someone answers it, refusing a live socket and removing a stale one, and starting a gRPC server at a path
+without ever deleting another's socket.
 
 gRPC unlinks the path it bound when its server stops, whoever's file is there by then. So a server binds a
 hidden, once-used name beside the path (dot files are skipped by the kubelet's plugin watcher) and the socket
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import itertools
 import logging
 import os
@@ -22,7 +24,15 @@ import grpc
 
 from cdi_fuse import errors
 
-__all__ = ["MAX_SOCKET_PATH", "FileIdentity", "check_socket_free", "dials", "file_identity", "serve_at"]
+__all__ = [
+    "MAX_SOCKET_PATH",
+    "FileIdentity",
+    "check_socket_free",
+    "dials",
+    "file_identity",
+    "parse_address",
+    "serve_at",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +121,22 @@ def serve_at(path: Path, make_server: Callable[[], grpc.Server]) -> grpc.Server:
         f"{_SERVE_ATTEMPTS} times in a row",
         socket=path,
     )
+
+
+def parse_address(address: str, *, what: str = "metrics address", option: str = "--metrics-address") -> tuple[str, int]:
+    """`host:port`, IPv6 as `[::1]:9400`, into a bind pair (an empty host means every IPv4 address, port 0
+    one the kernel picks)."""
+    host, sep, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    valid = bool(sep) and port.isdigit() and int(port) < 65536 and (bracketed or ":" not in host)
+    if valid and bracketed:
+        try:
+            valid = ipaddress.ip_address(host).version == 6
+        except ValueError:
+            valid = False
+    if not valid:
+        raise errors.InvalidOptionError(
+            f"invalid {what} {address!r}: expected host:port, e.g. 127.0.0.1:9400 or [::1]:9400", option=option
+        )
+    return host or "0.0.0.0", int(port)

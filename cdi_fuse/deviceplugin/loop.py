@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cdi_fuse import defaults, errors, ratelimit
+from cdi_fuse import defaults, errors, process, ratelimit
 from cdi_fuse.deviceplugin import api, decider, endpoint, scanner, server, state, strategies
 from cdi_fuse.node import generate, watch
 
@@ -269,23 +266,6 @@ class PluginLoop:
                 self._retry_at[ep.resource_name] = retry_at
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT call `stop` while the block runs; the handlers before it are restored after."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def handler(signum: int, frame: Any) -> None:
-        stop()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_plugin(config: PluginConfig, *, metrics_address: str | None = None) -> None:
     """Run the device plugin until SIGTERM/SIGINT: what `cdi-fuse plugin` does.
 
@@ -310,7 +290,7 @@ def run_plugin(config: PluginConfig, *, metrics_address: str | None = None) -> N
                     f"cannot listen on {metrics_address!r}: {exc.strerror or exc}", option="--metrics-address"
                 ) from exc
             metrics_server.start()
-        with _stop_on_signals(loop.stop):
+        with process.stop_on_signals(loop.stop):
             loop.run()
     finally:
         if metrics_server is not None:

@@ -6,7 +6,6 @@ Imported only when `--metrics-address` is given: prometheus_client costs the plu
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import socket
 import threading
@@ -16,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cdi_fuse import errors
+from cdi_fuse import sockets
 from cdi_fuse.deviceplugin import api
 
 __all__ = ["MetricsServer", "PluginMetrics", "parse_address"]
@@ -94,24 +93,7 @@ class PluginMetrics:
         child.inc(containers)
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """`host:port`, IPv6 as `[::1]:9400`, into a bind pair (an empty host means every IPv4 address, port 0
-    one the kernel picks)."""
-    host, sep, port = address.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    host = host[1:-1] if bracketed else host
-    valid = bool(sep) and port.isdigit() and int(port) < 65536 and (bracketed or ":" not in host)
-    if valid and bracketed:
-        try:
-            valid = ipaddress.ip_address(host).version == 6
-        except ValueError:
-            valid = False
-    if not valid:
-        raise errors.InvalidOptionError(
-            f"invalid metrics address {address!r}: expected host:port, e.g. 127.0.0.1:9400 or [::1]:9400",
-            option="--metrics-address",
-        )
-    return host or "0.0.0.0", int(port)
+parse_address = sockets.parse_address
 
 
 class _IPv6Server(ThreadingHTTPServer):

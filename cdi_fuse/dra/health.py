@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from cdi_fuse import sockets
+
 __all__ = ["HealthServer", "parse_address"]
 
 log = logging.getLogger(__name__)
@@ -15,11 +17,7 @@ HealthReport = Callable[[], tuple[bool, str]]
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """'host:port' (host may be empty or [v6]); ValueError says what is wrong."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"invalid address {address!r}: expected host:port, e.g. 0.0.0.0:9401")
-    return host.strip("[]"), int(port)
+    return sockets.parse_address(address, what="health address", option="--health-address")
 
 
 class HealthServer:

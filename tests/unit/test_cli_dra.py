@@ -23,6 +23,7 @@ class Recorded:
     runs: int = 0
     stops: int = 0
     init_error: Exception | None = None
+    handler_while_running: Any = None
 
     @property
     def config(self) -> driver.DriverConfig:
@@ -37,6 +38,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
     class RecordingDriver:
         def run(self) -> None:
             record.runs += 1
+            record.handler_while_running = signal.getsignal(signal.SIGTERM)
 
         def stop(self) -> None:
             record.stops += 1
@@ -148,12 +150,14 @@ def test_api_configuration_error_exits_1(recorded: Recorded) -> None:
     assert "cannot load the Kubernetes client configuration" in result.output
 
 
-def test_sigterm_stops_the_driver(recorded: Recorded) -> None:
+def test_sigterm_stops_the_driver_and_the_handlers_are_restored(recorded: Recorded) -> None:
+    before = signal.getsignal(signal.SIGTERM)
     assert invoke("--node-name=n").exit_code == 0
-    handler = signal.getsignal(signal.SIGTERM)
+    handler = recorded.handler_while_running
     assert callable(handler)
     handler(signal.SIGTERM, None)
     assert recorded.stops == 1
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_help_explains_sharing_and_slices() -> None:
@@ -161,7 +165,7 @@ def test_help_explains_sharing_and_slices() -> None:
     text = " ".join(result.output.split())
     assert "ResourceSlice" in text
     assert "allowMultipleAllocations" in text
-    assert "[env var: NODE_NAME; required]" in text
+    assert "[default: $NODE_NAME]" in text
 
 
 def test_health_address_serves_while_running(recorded: Recorded) -> None:

@@ -7,6 +7,7 @@ import urllib.request
 
 import pytest
 
+from cdi_fuse import errors
 from cdi_fuse.dra import health
 
 
@@ -36,7 +37,7 @@ def test_healthz_follows_the_report_and_livez_always_answers() -> None:
     ("address", "expected"),
     [
         pytest.param("0.0.0.0:9401", ("0.0.0.0", 9401), id="ipv4"),
-        pytest.param(":9401", ("", 9401), id="all-interfaces"),
+        pytest.param(":9401", ("0.0.0.0", 9401), id="all-interfaces"),
         pytest.param("[::1]:9401", ("::1", 9401), id="ipv6"),
     ],
 )
@@ -46,5 +47,6 @@ def test_parse_address(address: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize("address", ["9401", "host:", "host:port", "h:70000"])
 def test_parse_address_refuses(address: str) -> None:
-    with pytest.raises(ValueError, match="expected host:port"):
+    with pytest.raises(errors.InvalidOptionError, match="expected host:port") as caught:
         health.parse_address(address)
+    assert caught.value.option == "--health-address"
