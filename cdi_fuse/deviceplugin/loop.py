@@ -136,6 +136,11 @@ class PluginLoop:
         self._stop.set()
         self._watcher.wake()
 
+    @property
+    def wakeup_fd(self) -> int:
+        """Written to when a signal arrives, whichever thread the kernel delivers it to: wakes the loop."""
+        return self._watcher.wakeup_fd
+
     def health_report(self) -> tuple[bool, str]:
         """Ready only while every resource is registered with a kubelet that answers, and the device is healthy."""
         phases = {e.resource_name: e.phase() for e in self.endpoints}
@@ -290,7 +295,7 @@ def run_plugin(config: PluginConfig, *, metrics_address: str | None = None) -> N
                     f"cannot listen on {metrics_address!r}: {exc.strerror or exc}", option="--metrics-address"
                 ) from exc
             metrics_server.start()
-        with process.stop_on_signals(loop.stop):
+        with process.stop_on_signals(loop.stop, wakeup_fd=loop.wakeup_fd):
             loop.run()
     finally:
         if metrics_server is not None:

@@ -136,6 +136,11 @@ class Driver:
 
     # --- public control ---
 
+    @property
+    def wakeup_fd(self) -> int:
+        """Written to when a signal arrives, whichever thread the kernel delivers it to: wakes the loop."""
+        return self._watcher.wakeup_fd
+
     def stop(self) -> None:
         """Ask `run` to return (safe from a signal handler)."""
         self._stop.set()

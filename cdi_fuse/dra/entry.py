@@ -42,7 +42,7 @@ def run_driver(
                     f"cannot listen on {health_address!r}: {exc.strerror or exc}", option="--health-address"
                 ) from exc
             health_server.start()
-        with process.stop_on_signals(running.stop):
+        with process.stop_on_signals(running.stop, wakeup_fd=running.wakeup_fd):
             running.run()
     finally:
         if health_server is not None:

@@ -83,6 +83,11 @@ class DirWatcher:
         self._dirs[wd] = directory
         return True
 
+    @property
+    def wakeup_fd(self) -> int:
+        """A non-blocking fd whose writes end `wait` (for signal.set_wakeup_fd)."""
+        return self._wake_write
+
     def wake(self) -> None:
         """Make `wait` return; after `close` it does nothing (the fd number may belong to someone else now)."""
         with self._lock:

@@ -46,6 +46,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
         def health_report(self) -> tuple[bool, str]:
             return True, "recorded"
 
+        wakeup_fd = None
+
     def build(config: driver.DriverConfig, *, kubeconfig: Path | None = None) -> Any:
         if record.init_error is not None:
             raise record.init_error

@@ -3,6 +3,7 @@ signals, a second instance, SIGKILL and restart, start-up errors, /healthz and /
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import os
 import shutil
@@ -300,3 +301,50 @@ def test_log_has_one_line_per_lifecycle_event_and_none_per_allocate(
     ], lines
     assert all(" INFO " in line for line in lines)
     assert not any("llocat" in line for line in lines)
+
+
+_SIGNAL_TO_A_WORKER_THREAD = """
+import os, signal, sys, threading, time
+sock = sys.argv[1]
+def kill_from_another_thread():
+    while not os.path.exists(sock):
+        time.sleep(0.01)
+    time.sleep(0.2)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # delivered to this thread, not the main one
+threading.Thread(target=kill_from_another_thread, daemon=True).start()
+from cdi_fuse.__main__ import main
+sys.argv = ["cdi-fuse", *sys.argv[2:]]
+main()
+"""
+
+
+def test_sigterm_delivered_to_another_thread_stops_at_once(kubelet: FakeKubelet, tmp_path: Path) -> None:
+    """Regression: the kernel may deliver SIGTERM to any thread (gRPC runs several). Python runs the handler in
+    the main thread, which sat in poll() until the 10 s safety timer: a stop took 10 s, or never happened
+    within the kubelet's grace period. The signal now writes to the loop's wake-up pipe."""
+    socket_path = kubelet.plugin_dir / SOCKET
+    command = [
+        sys.executable,
+        "-c",
+        _SIGNAL_TO_A_WORKER_THREAD,
+        str(socket_path),
+        "plugin",
+        "--device-plugin-dir",
+        str(kubelet.plugin_dir),
+        "--spec-dir",
+        str(tmp_path / "cdi"),
+        "--device-path",
+        "/dev/null",
+        "--allow-other-device",
+        "--strategy",
+        "cdi",
+    ]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert process.returncode == 0, process.stderr
+    stopped = [line for line in process.stderr.splitlines() if "stopped" in line]
+    started = [line for line in process.stderr.splitlines() if "started:" in line]
+    assert started and stopped, process.stderr
+    # well inside the 10 s safety interval the old code waited for (the log's own clock, not this test's)
+    fmt = "%Y-%m-%d %H:%M:%S,%f"
+    elapsed = datetime.datetime.strptime(stopped[0][:23], fmt) - datetime.datetime.strptime(started[0][:23], fmt)
+    assert elapsed.total_seconds() < 5, process.stderr
