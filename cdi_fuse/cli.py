@@ -256,11 +256,10 @@ def list_command(
         typer.echo(f"skipped {path}: {error}")
 
 
-@app.command(
-    "plugin",
-    add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
+_FORWARDED = {"add_help_option": False, "context_settings": {"ignore_unknown_options": True, "allow_extra_args": True}}
+
+
+@app.command("plugin", **_FORWARDED)  # type: ignore[arg-type]
 def plugin_command(ctx: typer.Context) -> None:
     """Run the kubelet device plugin that advertises /dev/fuse as a shareable resource (see --help).
 
@@ -271,11 +270,7 @@ def plugin_command(ctx: typer.Context) -> None:
     raise typer.Exit(command.main(ctx.args))
 
 
-@app.command(
-    "dra",
-    add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
+@app.command("dra", **_FORWARDED)  # type: ignore[arg-type]
 def dra_command(ctx: typer.Context) -> None:
     """Run the DRA kubelet plugin that hands out /dev/fuse through ResourceClaims (see --help).
 

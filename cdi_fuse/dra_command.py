@@ -7,12 +7,11 @@ pydantic). Parse options, call one library function (`dra.entry.run_driver`), tu
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdi_fuse import defaults, errors, options
+from cdi_fuse import defaults, options
 
 __all__ = ["main", "parser"]
 
@@ -113,41 +112,32 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Parse `argv` (the words after `dra`), run the driver until SIGTERM/SIGINT; the exit code."""
     args = parser().parse_args(list(argv))  # exits 2 with usage on malformed options
-    try:
-        logging.getLogger().setLevel(args.log_level.upper())
-    except ValueError as exc:
-        return options.fail(f"invalid --log-level {args.log_level!r}: {exc}", code=options.EXIT_USAGE)
 
-    from cdi_fuse.dra import api, driver, entry
-    from cdi_fuse.node import generate
+    def run() -> None:
+        from cdi_fuse.dra import api, driver, entry
+        from cdi_fuse.node import generate
 
-    dirs = tuple(args.spec_dirs) if args.spec_dirs else (defaults.SPEC_DIR,)
-    config = driver.DriverConfig(
-        node_name=args.node_name,
-        driver=args.driver_name,
-        registry_dir=args.registry_dir,
-        plugins_dir=args.plugins_dir,
-        sharing=api.Sharing(args.sharing),
-        count=args.count,
-        generate_options=generate.GenerateOptions(
-            device_path=args.device_path,
-            vendor=args.vendor,
-            cls=args.cls,
-            device_name=args.device_name,
-            permissions=args.permissions,
-            spec_dir=dirs[0],
-            host_device_path=args.host_device_path,
-            allow_other_device=args.allow_other_device,
-        ),
-        write_spec=args.write_spec,
-        remove_slices_on_stop=args.remove_slices_on_stop,
-    )
-    try:
+        dirs = tuple(args.spec_dirs) if args.spec_dirs else (defaults.SPEC_DIR,)
+        config = driver.DriverConfig(
+            node_name=args.node_name,
+            driver=args.driver_name,
+            registry_dir=args.registry_dir,
+            plugins_dir=args.plugins_dir,
+            sharing=api.Sharing(args.sharing),
+            count=args.count,
+            generate_options=generate.GenerateOptions(
+                device_path=args.device_path,
+                vendor=args.vendor,
+                cls=args.cls,
+                device_name=args.device_name,
+                permissions=args.permissions,
+                spec_dir=dirs[0],
+                host_device_path=args.host_device_path,
+                allow_other_device=args.allow_other_device,
+            ),
+            write_spec=args.write_spec,
+            remove_slices_on_stop=args.remove_slices_on_stop,
+        )
         entry.run_driver(config, kubeconfig=args.kubeconfig, health_address=args.health_address)
-    except (errors.InvalidOptionError, errors.SpecError) as exc:
-        return options.fail(str(exc), code=options.EXIT_USAGE)
-    except errors.DeviceProbeError as exc:
-        return options.fail(str(exc), hint=exc.hint)
-    except errors.CdiFuseError as exc:
-        return options.fail(str(exc))
-    return 0
+
+    return options.run_until_stopped(args.log_level, run)

@@ -7,13 +7,22 @@ the options that mean the same in both are defined once here.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cdi_fuse import defaults
+from cdi_fuse import defaults, errors
 
-__all__ = ["EXIT_FAIL", "EXIT_USAGE", "add_device_options", "add_spec_options", "fail", "positive_int"]
+__all__ = [
+    "EXIT_FAIL",
+    "EXIT_USAGE",
+    "add_device_options",
+    "add_spec_options",
+    "fail",
+    "positive_int",
+    "run_until_stopped",
+]
 
 EXIT_FAIL, EXIT_USAGE = 1, 2
 
@@ -93,3 +102,24 @@ def fail(message: str, *, hint: str = "", code: int = EXIT_FAIL) -> int:
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
     return code
+
+
+def run_until_stopped(log_level: str, run: Callable[[], None]) -> int:
+    """Set the log level, call `run` (which builds the config and runs until SIGTERM/SIGINT); the exit code.
+
+    Option values the library refuses (InvalidOptionError, and SpecError for names, permissions or versions)
+    are usage errors (2); a device that cannot be used prints the fix too; any other error of ours is 1.
+    """
+    try:
+        logging.getLogger().setLevel(log_level.upper())
+    except ValueError as exc:
+        return fail(f"invalid --log-level {log_level!r}: {exc}", code=EXIT_USAGE)
+    try:
+        run()
+    except (errors.InvalidOptionError, errors.SpecError) as exc:
+        return fail(str(exc), code=EXIT_USAGE)
+    except errors.DeviceProbeError as exc:
+        return fail(str(exc), hint=exc.hint)
+    except errors.CdiFuseError as exc:
+        return fail(str(exc))
+    return 0

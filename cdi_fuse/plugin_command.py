@@ -8,11 +8,10 @@ commands: parse options, call one library function (`loop.run_plugin`), turn its
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdi_fuse import defaults, errors, options
+from cdi_fuse import defaults, options
 
 __all__ = ["main", "parser"]
 
@@ -92,17 +91,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Parse `argv` (the words after `plugin`), run the plugin until SIGTERM/SIGINT; the exit code."""
     args = parser().parse_args(list(argv))  # exits 2 with usage on malformed options
-    try:
-        logging.getLogger().setLevel(args.log_level.upper())
-    except ValueError as exc:
-        return options.fail(f"invalid --log-level {args.log_level!r}: {exc}", code=options.EXIT_USAGE)
 
-    from cdi_fuse.deviceplugin import loop, strategies
-    from cdi_fuse.node import generate
-    from cdi_fuse.runtime import cri
+    def run() -> None:
+        from cdi_fuse.deviceplugin import loop, strategies
+        from cdi_fuse.node import generate
+        from cdi_fuse.runtime import cri
 
-    dirs = tuple(args.spec_dirs) if args.spec_dirs else defaults.SPEC_DIRS
-    try:
+        dirs = tuple(args.spec_dirs) if args.spec_dirs else defaults.SPEC_DIRS
         choice = strategies.parse_strategy(args.strategy)
         config = loop.PluginConfig(
             plugin_dir=args.device_plugin_dir,
@@ -126,10 +121,5 @@ def main(argv: Sequence[str]) -> int:
             else None,
         )
         loop.run_plugin(config, metrics_address=args.metrics_address)
-    except (errors.InvalidOptionError, errors.SpecError) as exc:
-        return options.fail(str(exc), code=options.EXIT_USAGE)
-    except errors.DeviceProbeError as exc:
-        return options.fail(str(exc), hint=exc.hint)
-    except errors.CdiFuseError as exc:
-        return options.fail(str(exc))
-    return 0
+
+    return options.run_until_stopped(args.log_level, run)

@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 
+from cdi_fuse import sockets
 from cdi_fuse._proto import deviceplugin_pb2 as pb
 from cdi_fuse._proto import deviceplugin_pb2_grpc as pb_grpc
 from cdi_fuse.deviceplugin import loop, strategies
@@ -44,18 +45,6 @@ KUBELET_SOCKET = "kubelet.sock"
 CHECKPOINT = "kubelet_internal_checkpoint"
 # An extended resource name as the kubelet accepts it: <domain>/<name>, outside kubernetes.io.
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-
-
-def _accepts_connections(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 @dataclass
@@ -118,7 +107,7 @@ class FakeKubelet:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "endpoint must be a file name")
         if not _RESOURCE_NAME.fullmatch(request.resource_name):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid resource name {request.resource_name!r}")
-        served = _accepts_connections(self.plugin_dir / request.endpoint)
+        served = sockets.dials(self.plugin_dir / request.endpoint)
         with self._registered:
             self.requests.append(request)
             self.served_at_register.append(served)
