@@ -22,7 +22,9 @@ from cdi_fuse.runtime import cri
 __all__ = [
     "Check",
     "DoctorOptions",
+    "ExamplesVariant",
     "Report",
+    "examples_variant",
     "run_doctor",
     "spec_version_warning",
 ]
@@ -207,6 +209,42 @@ def _read(path: Path) -> str | None:
         return None
 
 
+SELINUX_FUSE_BOOLEAN = "virt_sandbox_use_fusefs"
+APPARMOR_PROFILE = "cdi-fuse"
+
+
+@dataclass(frozen=True)
+class ExamplesVariant:
+    """Which variant of examples/ FUSE pods need on a node, and what the node itself needs for it."""
+
+    directory: str  # examples/pods or examples/apparmor
+    needs: str  # what to do on the node first, "" when nothing
+    ready: bool  # False when the node setting is known to be missing
+
+
+def examples_variant(sys_root: Path) -> ExamplesVariant:
+    """AppArmor nodes reject plain FUSE pods' mounts (the runtime's default profile denies mount) and
+    plain nodes reject pods that name an AppArmor profile, so the variant follows the LSM in force.
+    SELinux needs no pod change: container-selinux lets ``container_t`` mount fusefs once its boolean
+    ``virt_sandbox_use_fusefs`` is on."""
+    if _read(sys_root / "module/apparmor/parameters/enabled") == "Y":
+        loaded = _read(sys_root / "kernel/security/apparmor/profiles")
+        has_profile = loaded is not None and any(
+            line.split(" (")[0] == APPARMOR_PROFILE for line in loaded.splitlines()
+        )
+        needs = (
+            "" if has_profile else "load the profile on the node: apparmor_parser --replace examples/apparmor/cdi-fuse"
+        )
+        # Unreadable profile list (not root, or /sys/kernel/security not mounted): cannot tell, so no warning.
+        return ExamplesVariant("examples/apparmor", needs, ready=has_profile or loaded is None)
+    if _read(sys_root / "fs/selinux/enforce") == "1":
+        boolean = _read(sys_root / "fs/selinux/booleans" / SELINUX_FUSE_BOOLEAN)
+        enabled = boolean is not None and boolean.split()[:1] == ["1"]
+        needs = "" if enabled else f"setsebool -P {SELINUX_FUSE_BOOLEAN} on"
+        return ExamplesVariant("examples/pods", needs, ready=enabled)
+    return ExamplesVariant("examples/pods", "", ready=True)
+
+
 def _lsm(options: DoctorOptions) -> Check:
     apparmor = _read(options.sys_root / "module/apparmor/parameters/enabled")
     selinux = _read(options.sys_root / "fs/selinux/enforce")
@@ -214,12 +252,9 @@ def _lsm(options: DoctorOptions) -> Check:
         "AppArmor " + ("enabled" if apparmor == "Y" else "disabled" if apparmor else "absent"),
         "SELinux " + ({"1": "enforcing", "0": "permissive"}.get(selinux or "", "absent")),
     ]
-    hint = ""
-    if apparmor == "Y":
-        hint = "load examples/apparmor/cdi-fuse and set appArmorProfile Localhost cdi-fuse in FUSE pods"
-    elif selinux == "1":
-        hint = "FUSE pods may need an SELinux type that allows mounting fuse (e.g. spc_t or a custom policy)"
-    return Check("security", "ok", ", ".join(parts), hint)
+    variant = examples_variant(options.sys_root)
+    detail = ", ".join(parts) + f"; FUSE pods: the {variant.directory} variant"
+    return Check("security", "ok" if variant.ready else "warn", detail, variant.needs)
 
 
 def _dra_driver(options: DoctorOptions) -> Check:

@@ -103,11 +103,8 @@ def test_profile_keeps_proc_and_sys_masks_and_grants_no_blanket_capability() -> 
     assert "sys_admin" in granted
 
 
-def test_examples_refer_to_this_profile() -> None:
-    for manifest in sorted((REPO / "examples").glob("*.yaml")):
-        for doc in yaml.safe_load_all(manifest.read_text()):
-            if doc["kind"] != "Pod":
-                continue
-            for container in doc["spec"]["containers"]:
-                profile = container["securityContext"]["appArmorProfile"]
-                assert profile == {"type": "Localhost", "localhostProfile": "cdi-fuse"}, manifest.name
+def test_the_apparmor_examples_refer_to_this_profile() -> None:
+    kustomization = yaml.safe_load((REPO / "examples" / "apparmor" / "kustomization.yaml").read_text())
+    for patch in kustomization["patches"]:
+        profile = yaml.safe_load(patch["patch"])["spec"]["securityContext"]["appArmorProfile"]
+        assert profile == {"type": "Localhost", "localhostProfile": PROFILE.name}

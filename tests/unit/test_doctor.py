@@ -368,3 +368,61 @@ def test_runtime_library_of_an_unknown_release_is_not_judged(node: dict[str, Pat
     check = _by_name(report)["runtime library"]
     assert check.status == "ok"
     assert check.detail == "containerd weird: no CDI library version on record; specs not judged"
+
+
+APPARMOR_PROFILES = "kernel/security/apparmor/profiles"
+LOAD_PROFILE = "apparmor_parser --replace examples/apparmor/cdi-fuse"
+
+
+def _sys_tree(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("files", "directory", "ready", "needs"),
+    [
+        pytest.param({}, "examples/pods", True, "", id="no-lsm"),
+        pytest.param({"module/apparmor/parameters/enabled": "N\n"}, "examples/pods", True, "", id="apparmor-off"),
+        pytest.param(
+            {"module/apparmor/parameters/enabled": "Y\n", APPARMOR_PROFILES: "cdi-fuse (enforce)\n"},
+            "examples/apparmor", True, "", id="apparmor-profile-loaded",
+        ),
+        pytest.param(
+            {"module/apparmor/parameters/enabled": "Y\n", APPARMOR_PROFILES: "cri-containerd (enforce)\n"},
+            "examples/apparmor", False, LOAD_PROFILE, id="apparmor-no-profile",
+        ),
+        pytest.param(
+            {"module/apparmor/parameters/enabled": "Y\n"}, "examples/apparmor", True,
+            LOAD_PROFILE, id="apparmor-profiles-unreadable",
+        ),
+        pytest.param(
+            {"fs/selinux/enforce": "1\n", "fs/selinux/booleans/virt_sandbox_use_fusefs": "0 0\n"},
+            "examples/pods", False, "setsebool -P virt_sandbox_use_fusefs on", id="selinux-boolean-off",
+        ),
+        pytest.param(
+            {"fs/selinux/enforce": "1\n", "fs/selinux/booleans/virt_sandbox_use_fusefs": "1 1\n"},
+            "examples/pods", True, "", id="selinux-boolean-on",
+        ),
+        pytest.param({"fs/selinux/enforce": "0\n"}, "examples/pods", True, "", id="selinux-permissive"),
+    ],
+)  # fmt: skip
+def test_examples_variant_follows_the_lsm_in_force(
+    tmp_path: Path, files: dict[str, str], directory: str, ready: bool, needs: str
+) -> None:
+    variant = doctor.examples_variant(_sys_tree(tmp_path / "sys", files))
+    assert (variant.directory, variant.ready) == (directory, ready)
+    assert needs in variant.needs if needs else variant.needs == ""
+
+
+def test_security_check_names_the_variant_and_warns_when_the_node_lacks_its_setting(tmp_path: Path) -> None:
+    sys_root = _sys_tree(
+        tmp_path / "sys", {"fs/selinux/enforce": "1\n", "fs/selinux/booleans/virt_sandbox_use_fusefs": "0 0\n"}
+    )
+    check = doctor._lsm(doctor.DoctorOptions(sys_root=sys_root))
+    assert check.status == "warn"
+    assert check.detail == "AppArmor absent, SELinux enforcing; FUSE pods: the examples/pods variant"
+    assert check.hint == "setsebool -P virt_sandbox_use_fusefs on"

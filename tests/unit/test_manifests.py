@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,10 @@ DEPLOY = REPO / "plugin" / "deploy"
 BASE = DEPLOY / "base"
 COMPONENTS = DEPLOY / "components"
 OVERLAYS = sorted(p.parent.name for p in (DEPLOY / "overlays").glob("*/kustomization.yaml"))
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+EXAMPLE_PODS = REPO / "examples" / "pods"
+EXAMPLES = sorted(p for p in EXAMPLE_PODS.glob("*.yaml") if p.name != "kustomization.yaml")
+APPARMOR_VARIANT = REPO / "examples" / "apparmor"
+APPARMOR_PROFILE = {"type": "Localhost", "localhostProfile": "cdi-fuse"}
 CONTAINERFILE = REPO / "plugin" / "Containerfile"
 README = REPO / "README.md"
 MIN_KUBERNETES = (1, 30)
@@ -163,6 +165,7 @@ def test_the_expected_overlays_components_and_examples_exist() -> None:
     assert [p.name for p in EXAMPLES] == [
         "bindfs.yaml",
         "buildah.yaml",
+        "non-root.yaml",
         "rclone.yaml",
         "sshfs.yaml",
         "user-namespaces.yaml",
@@ -550,24 +553,49 @@ def _example_pods() -> list[Any]:
 
 @pytest.mark.parametrize(("example", "pod"), _example_pods())
 def test_example_requests_fuse_without_privilege(example: Path, pod: Manifest) -> None:
-    text = example.read_text()
     for container in pod["spec"]["containers"]:
         security = container["securityContext"]
         assert container["resources"]["limits"] == {RESOURCE: 1}
         assert security["capabilities"]["add"] == ["SYS_ADMIN"]
         assert security.get("privileged", False) is False
-        assert security["appArmorProfile"] == {"type": "Localhost", "localhostProfile": "cdi-fuse"}
-        # the pre-1.30 spelling is given in a comment, for this very container
-        annotation = f"container.apparmor.security.beta.kubernetes.io/{container['name']}: localhost/cdi-fuse"
-        assert re.search(rf"#\s+{re.escape(annotation)}", text), annotation
+        # The plain variant names no AppArmor profile: a node without AppArmor rejects pods that do.
+        assert "appArmorProfile" not in security
+    assert "appArmorProfile" not in pod["spec"].get("securityContext", {})
+    assert not any(key.startswith("container.apparmor") for key in pod["metadata"].get("annotations", {}))
     for container in pod["spec"].get("initContainers", []):
         assert "securityContext" not in container or not container["securityContext"].get("privileged")
         assert RESOURCE not in container.get("resources", {}).get("limits", {})
 
 
+def test_the_plain_variant_lists_every_example() -> None:
+    kustomization = yaml.safe_load((EXAMPLE_PODS / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == [p.name for p in EXAMPLES]
+
+
+def test_the_apparmor_variant_puts_every_pod_under_the_cdi_fuse_profile() -> None:
+    kustomization = yaml.safe_load((APPARMOR_VARIANT / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../pods"]
+    (patch,) = kustomization["patches"]
+    assert patch["target"] == {"kind": "Pod"}
+    assert yaml.safe_load(patch["patch"])["spec"] == {"securityContext": {"appArmorProfile": APPARMOR_PROFILE}}
+    pods = [doc for doc in kustomize.build(APPARMOR_VARIANT) if doc["kind"] == "Pod"]
+    assert len(pods) == len(_example_pods())
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["appArmorProfile"] == APPARMOR_PROFILE, pod["metadata"]["name"]
+
+
+def test_non_root_example_relies_on_setuid_fusermount3() -> None:
+    pod = yaml.safe_load((EXAMPLE_PODS / "non-root.yaml").read_text())
+    assert pod["spec"]["securityContext"]["runAsUser"] != 0
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["spec"]["containers"]
+    assert container["securityContext"]["capabilities"]["add"] == ["SYS_ADMIN"]
+    assert "allowPrivilegeEscalation" not in container["securityContext"]
+
+
 def test_user_namespace_example_runs_without_host_users() -> None:
-    pod = yaml.safe_load((REPO / "examples" / "user-namespaces.yaml").read_text())
-    text = (REPO / "examples" / "user-namespaces.yaml").read_text()
+    pod = yaml.safe_load((EXAMPLE_PODS / "user-namespaces.yaml").read_text())
+    text = (EXAMPLE_PODS / "user-namespaces.yaml").read_text()
 
     assert pod["spec"]["hostUsers"] is False
     for fact in ("1.30", "4.18", "6.3", "0666"):
@@ -578,8 +606,9 @@ def test_examples_readme_covers_every_example() -> None:
     readme = (REPO / "examples" / "README.md").read_text()
 
     for example in EXAMPLES:
-        assert f"({example.name})" in readme, example.name
+        assert f"(pods/{example.name})" in readme, example.name
     assert "(apparmor/cdi-fuse)" in readme
+    assert "kubectl apply -k examples/apparmor" in readme
 
 
 # --- Containerfile ----------------------------------------------------------------------------------
