@@ -20,9 +20,12 @@ run: venv
 	$(BIN)/cdi-fuse list --spec-dir $(SPEC_DIR)
 	$(BIN)/cdi-fuse doctor --spec-dir $(SPEC_DIR)
 
-## system-deps: the Debian packages the real-runtime tests use (installed only when root and missing)
+## system-deps: the Debian packages the real-runtime tests use (installed only when root and missing);
+## with CDI_FUSE_K8S_BIN set, also what the cluster tier needs (tests/e2e/cluster)
+CLUSTER_PACKAGES := debootstrap containernetworking-plugins iproute2 openssl openssh-client
 system-deps:
 	sh scripts/install-system-deps.sh
+	if [ -n "$$CDI_FUSE_K8S_BIN" ]; then sh scripts/install-system-deps.sh $(CLUSTER_PACKAGES); fi
 
 lint: venv
 	$(BIN)/ruff check .
