@@ -48,11 +48,12 @@ def test_the_overlay_has_what_a_driver_needs_and_nothing_else(objects: list[Mani
         ("DaemonSet", "cdi-fuse-dra"),
         ("DeviceClass", defaults.DRA_DRIVER),
         ("Namespace", NAMESPACE),
+        ("NetworkPolicy", "cdi-fuse-dra-driver"),
         ("ServiceAccount", "cdi-fuse-dra"),
         ("ValidatingAdmissionPolicy", "cdi-fuse-dra-own-node-slices"),
         ("ValidatingAdmissionPolicyBinding", "cdi-fuse-dra-own-node-slices"),
     ]
-    namespaced = {"DaemonSet", "ServiceAccount"}
+    namespaced = {"DaemonSet", "NetworkPolicy", "ServiceAccount"}
     for obj in objects:
         assert ("namespace" in obj["metadata"]) == (obj["kind"] in namespaced), obj["kind"]
 
@@ -128,7 +129,9 @@ def test_driver_arguments_and_node_name(objects: list[Manifest]) -> None:
     assert "--host-device-path=/dev/fuse" in container["args"]
     (env,) = container["env"]
     assert env == {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--health-address=127.0.0.1:9401" in container["args"]
+    assert container["readinessProbe"]["exec"]["command"][-2:] == ["127.0.0.1:9401", "/healthz"]
+    assert container["livenessProbe"]["exec"]["command"][-2:] == ["127.0.0.1:9401", "/livez"]
 
 
 def test_kubelet_dirs_are_mounted_at_their_host_paths(objects: list[Manifest]) -> None:
@@ -156,3 +159,13 @@ def test_example_claims_the_device_class_of_the_overlay(objects: list[Manifest])
     assert claim_pod["containers"][0]["resources"] == {"claims": [{"name": "fuse"}]}
     extended = pods["fuse-bindfs-extended"]["spec"]["containers"][0]["resources"]
     assert extended == {"limits": {defaults.RESOURCE_NAME: 1}}
+
+
+def test_network_policy_allows_only_the_api_server_out(objects: list[Manifest]) -> None:
+    policy = only(objects, "NetworkPolicy")["spec"]
+    pod_labels = only(objects, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"] == pod_labels
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in policy
+    (egress,) = policy["egress"]
+    assert egress == {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
