@@ -58,6 +58,19 @@ APISERVER_TIMEOUT_S = 120.0
 NODE_READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 # Paths the kubelet and containerd use on a node; each is a directory of the temp dir in the namespace.
+# Host paths a kubelet or kubectl creates by default; none may appear because of the cluster.
+WATCHED_HOST_PATHS = (
+    "/usr/libexec/kubernetes",
+    "/etc/kubernetes",
+    "/root/.kube",
+    "/var/lib/kubelet",
+    "/var/lib/containerd",
+    "/var/log/pods",
+    "/var/log/containers",
+    "/var/lib/cni",
+    "/etc/cdi",
+    "/opt/cni",
+)
 NS_BINDS = {
     "/var/lib/kubelet": "kubelet",
     "/var/log": "log",
@@ -162,6 +175,7 @@ class Cluster:
     record: HostRecord | None = None
     _sysctls: hoststate.SysctlSnapshot | None = None
     _iptables: hoststate.IptablesSnapshot | None = None
+    _host_paths_before: frozenset[str] = frozenset()
     timings: dict[str, float] = field(default_factory=dict)
 
     # -- paths -------------------------------------------------------------------------------------------
@@ -193,7 +207,7 @@ class Cluster:
 
     @property
     def kubectl(self) -> kube.Kubectl:
-        return kube.Kubectl(self.bins.path("kubectl"), self.admin_kubeconfig)
+        return kube.Kubectl(self.bins.path("kubectl"), self.admin_kubeconfig, self.base / "kubectl-cache")
 
     @property
     def api(self) -> kube.ApiClient:
@@ -231,6 +245,7 @@ class Cluster:
         self._sysctls = hoststate.SysctlSnapshot.take()
         self.record.sysctls = dict(self._sysctls.values)
         self._iptables = hoststate.IptablesSnapshot.take()
+        self._host_paths_before = frozenset(p for p in WATCHED_HOST_PATHS if Path(p).exists())
         self.record.iptables_chains = {t: sorted(map(list, c)) for t, c in self._iptables.chains.items()}
         self.record.save()
         self.ports = {name: free_port() for name in ("etcd", "etcd_peer", "apiserver", "kubelet")}
@@ -335,6 +350,8 @@ class Cluster:
                 f"--service-account-private-key-file={self.pki.service_account_key}",
                 f"--root-ca-file={self.pki.ca.cert}",
                 "--use-service-account-credentials=true",
+                # Its default is /usr/libexec/kubernetes/..., which it would create on the host.
+                f"--flex-volume-plugin-dir={self.base / 'controller-manager-volume-plugins'}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
@@ -749,6 +766,9 @@ def leftovers(stopped: Cluster) -> list[str]:
                 found.append(f"mountpoint {mountpoint}")
     if stopped._sysctls is not None and stopped._sysctls.changed():
         found.append(f"sysctls {stopped._sysctls.changed()}")
+    for path in WATCHED_HOST_PATHS:
+        if path not in stopped._host_paths_before and Path(path).exists():
+            found.append(f"host path {path}")
     if stopped._iptables is not None and stopped._iptables.new_chains():
         found.append(f"iptables chains {stopped._iptables.new_chains()}")
     with open("/proc/self/mountinfo") as handle:

@@ -40,11 +40,12 @@ class WaitTimeoutError(KubeError):
 class Kubectl:
     binary: Path
     kubeconfig: Path
+    cache_dir: Path  # kubectl's discovery/http cache, else it writes ~/.kube/cache
 
     def run(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:
-        argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args]
+        argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
         result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise KubeError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
