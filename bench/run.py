@@ -218,6 +218,19 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (/proc/stat, all CPUs)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def own_busy_seconds() -> float:
+    """CPU seconds of this process and of its children that have been waited for (plugins, clients)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 @dataclass
 class Subject:
     """One plugin under test: how to start it, where it serves, and a fake kubelet per purpose."""
@@ -813,6 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"measuring {args.cdi_fuse} against {FLOOR.name}; load average {load_before}", file=sys.stderr)
     bench = Bench(sizes, idle, args.cdi_fuse)
     started = time.perf_counter()
+    machine_before, own_before = machine_busy_seconds(), own_busy_seconds()
     try:
         for phase in (bench.side_by_side, bench.measure_scale, bench.measure_generate):
             began = time.perf_counter()
@@ -821,9 +835,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         bench.close()
     load_after = load_average()
+    wall = time.perf_counter() - started
+    others = (machine_busy_seconds() - machine_before) - (own_busy_seconds() - own_before)
+    others_share = others / wall / (os.cpu_count() or 1)
     python = sys.version.split()[0]
     print(f"cdi-fuse: {args.cdi_fuse}; floor: bench/{FLOOR.name}; {os.cpu_count()} CPUs; Python {python}")
-    print(f"load average (1/5/15 min) at start {load_before}, at end {load_after}; {sizes.rounds} interleaved rounds\n")
+    print(f"load average (1/5/15 min) at start {load_before}, at end {load_after} (the bench's own processes count)")
+    print(f"other processes used {others_share:.0%} of the machine's CPU time during the run; {sizes.rounds} rounds\n")
     print_table(bench.rows)
     failed = [r.name for r in bench.rows if r.verdict == "FAIL"]
     result = {
@@ -832,7 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": python,
         "cpus": os.cpu_count(),
         "load_average": {"start": load_before, "end": load_after},
-        "seconds": round(time.perf_counter() - started, 1),
+        "others_cpu_share": round(others_share, 3),
+        "seconds": round(wall, 1),
         "failed_targets": failed,
         "measurements": bench.raw,
     }
