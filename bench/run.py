@@ -65,8 +65,8 @@ MIB = 1024
 @dataclass(frozen=True)
 class Sizes:
     rounds: int  # interleaved rounds of the side-by-side part
-    starts: int  # fresh starts per plugin per round
-    sequential: int  # Allocates per plugin per round, one at a time, for latency
+    starts: int  # fresh pairs of processes per round (start -> Register, RSS, latency)
+    sequential: int  # Allocates per plugin per round, one at a time, for latency (split over the pairs)
     churn: int  # Allocates per plugin over all rounds, from client processes; RSS is read after them
     churn_clients: int
     scale_count: int
@@ -76,7 +76,7 @@ class Sizes:
     generate_runs: int
 
 
-FULL = Sizes(3, 4, 2_000, 100_000, 4, 10_000, 3, 100, 50, 10)
+FULL = Sizes(3, 8, 2_400, 100_000, 4, 10_000, 3, 100, 50, 10)
 QUICK = Sizes(2, 1, 300, 2_000, 2, 1_000, 1, 10, 3, 1)
 
 
@@ -243,8 +243,7 @@ class Subject:
 
     def kubelet(self, workdir: Path, purpose: str) -> TimedKubelet:
         if purpose not in self.kubelets:
-            directory = workdir / f"{self.name[0]}{len(self.kubelets)}"
-            directory.mkdir()
+            directory = Path(tempfile.mkdtemp(prefix=self.name[0], dir=workdir))  # short: sockets live here
             kubelet = TimedKubelet(directory)
             kubelet.start()
             self.kubelets[purpose] = kubelet
@@ -271,6 +270,15 @@ class Subject:
 
 
 @dataclass
+class Launch:
+    process: subprocess.Popen[bytes]
+    spawned: float  # perf_counter
+    register_ms: float = 0.0  # spawn -> Register
+    listed_ms: float = 0.0  # spawn -> the kubelet has the first ListAndWatch list
+    first_list: pb.ListAndWatchResponse | None = None
+
+
+@dataclass
 class PerRound:
     """What one plugin gave in each round, for the medians."""
 
@@ -279,8 +287,9 @@ class PerRound:
     import_ms: list[float] = field(default_factory=list)
     import_modules: list[int] = field(default_factory=list)
     import_top: list[dict[str, float]] = field(default_factory=list)
-    p50_us: list[float] = field(default_factory=list)
+    p50_us: list[float] = field(default_factory=list)  # per round, over the round's fresh processes
     p99_us: list[float] = field(default_factory=list)
+    p50_ratios: list[float] = field(default_factory=list)  # per pair of fresh processes: cdi-fuse / floor
     throughput: list[float] = field(default_factory=list)
     churn_calls: int = 0
     allocates: int = 0
@@ -288,6 +297,7 @@ class PerRound:
     rss_small_kib: list[int] = field(default_factory=list)
     rss_large_kib: list[int] = field(default_factory=list)
     large_p50_us: list[float] = field(default_factory=list)
+    large_p50_ratios: list[float] = field(default_factory=list)
     large_list_bytes: int = 0
     large_first_list_ms: list[float] = field(default_factory=list)
     response_bytes: int = 0
@@ -360,15 +370,25 @@ class Bench:
 
     # --- measurements ---
 
-    def start_once(self, subject: Subject, kubelet: TimedKubelet) -> tuple[float, int]:
-        """ms from spawning the process to its Register, and its RSS once the kubelet has its list."""
-        seen, previous = len(kubelet.requests), kubelet.current()
-        started = time.perf_counter()
-        with subject.running(kubelet) as process:
-            kubelet.wait_for_registrations(seen + 1, timeout=WAIT)
-            kubelet.wait_listed(previous)
-            rss = proc_rss_kib(process.pid)
-        return (kubelet.register_times[seen] - started) * 1000, rss
+    @contextlib.contextmanager
+    def launched(self, subjects: Sequence[Subject], purpose: str, count: int = SMALL_COUNT) -> Iterator[list[Launch]]:
+        """Start each plugin in turn (the one before already serving) and wait for the kubelet's first list from
+        it; all stopped on leaving."""
+        started: list[Launch] = []
+        try:
+            for subject in subjects:
+                kubelet = subject.kubelet(self.workdir, purpose)
+                seen, previous = len(kubelet.requests), kubelet.current()
+                launch = Launch(subject.start(kubelet, count), time.perf_counter())
+                started.append(launch)
+                kubelet.wait_for_registrations(seen + 1, timeout=WAIT)
+                launch.first_list = kubelet.wait_listed(previous)
+                launch.listed_ms = (time.perf_counter() - launch.spawned) * 1000
+                launch.register_ms = (kubelet.register_times[seen] - launch.spawned) * 1000
+            yield started
+        finally:
+            for launch in started:
+                stop_plugin(launch.process)
 
     def import_once(self, subject: Subject, kubelet: TimedKubelet) -> tuple[float, int, dict[str, float]]:
         log = self.workdir / f"importtime-{subject.name}"
@@ -458,6 +478,32 @@ class Bench:
             "plugin_cpu_share": plugin_cpu / wall,
         }
 
+    def measure_pairs(self, order: Sequence[Subject]) -> None:
+        """One round of fresh pairs of processes: start -> Register, RSS after start, then Allocate latency in
+        alternating blocks. One process's latency differs by several % from the next one's of the same program
+        (placement, memory layout: the floor against itself shows it), so the p50 ratio is taken per pair and the
+        pairs are many."""
+        s = self.sizes
+        round_latencies: dict[str, list[float]] = {subject.name: [] for subject in order}
+        for pair in range(s.starts):
+            pair_order = order if pair % 2 == 0 else order[::-1]
+            with self.launched(pair_order, "starts") as started:
+                sockets = []
+                for subject, launch in zip(pair_order, started, strict=True):
+                    self.results[subject.name].start_ms.append(launch.register_ms)
+                    self.results[subject.name].rss_start_kib.append(proc_rss_kib(launch.process.pid))
+                    sockets.append(subject.kubelets["starts"].plugin_dir / subject.socket_name)
+                measured = self.allocate_latency(sockets, SMALL_COUNT, s.sequential // s.starts)
+            p50 = {}
+            for subject, (lat, size) in zip(pair_order, measured, strict=True):
+                round_latencies[subject.name].extend(lat)
+                self.results[subject.name].response_bytes = size
+                p50[subject.name] = percentile(lat, 0.5)
+            self.results[self.plugin.name].p50_ratios.append(p50[self.plugin.name] / p50[self.floor.name])
+        for name, lat in round_latencies.items():
+            self.results[name].p50_us.append(percentile(lat, 0.5))
+            self.results[name].p99_us.append(percentile(lat, 0.99))
+
     def side_by_side(self) -> None:
         """The rounds: fresh starts, import times, then latency and a share of the churn on long-lived processes."""
         s = self.sizes
@@ -471,24 +517,13 @@ class Bench:
             for index in range(s.rounds):
                 churn_share = s.churn // s.rounds + (index < s.churn % s.rounds)
                 order = self.order(index)
-                for _ in range(s.starts):
-                    for subject in order:
-                        ms, kib = self.start_once(subject, subject.kubelet(self.workdir, "starts"))
-                        self.results[subject.name].start_ms.append(ms)
-                        self.results[subject.name].rss_start_kib.append(kib)
+                self.measure_pairs(order)
                 for subject in order:
                     total_ms, modules, top = self.import_once(subject, subject.kubelet(self.workdir, "starts"))
                     self.results[subject.name].import_ms.append(total_ms)
                     self.results[subject.name].import_modules.append(modules)
                     self.results[subject.name].import_top.append(top)
                 sockets = [subject.kubelets["live"].plugin_dir / subject.socket_name for subject in order]
-                measured = self.allocate_latency(sockets, SMALL_COUNT, s.sequential)
-                for subject, (lat, size) in zip(order, measured, strict=True):
-                    result = self.results[subject.name]
-                    result.response_bytes = size
-                    result.p50_us.append(percentile(lat, 0.5))
-                    result.p99_us.append(percentile(lat, 0.99))
-                    result.allocates += min(200, s.sequential) + s.sequential  # warm-up and measured
                 for subject, socket in zip(order, sockets, strict=True):
                     result = self.results[subject.name]
                     pid = live[subject.name].pid
@@ -548,19 +583,20 @@ class Bench:
                 "floor_top": f.import_top[-1],
             },
         )
-        ratios = [a / b for a, b in zip(p.p50_us, f.p50_us, strict=True)]
+        ratios = p.p50_ratios
         self.add(
             Row(
                 "Allocate p50",
                 med(p.p50_us),
                 "µs",
                 _P50,
-                note=f"{self.sizes.sequential:,} calls per round; ratio = median of the rounds' "
-                f"({', '.join(f'{r:.3f}' for r in ratios)}); answers {p.response_bytes} vs {f.response_bytes} bytes",
+                note=f"{self.sizes.sequential:,} calls per round on {self.sizes.starts} fresh pairs; ratio = median of "
+                f"the {len(ratios)} pairs' ({min(ratios):.3f}-{max(ratios):.3f}); answers {p.response_bytes} vs "
+                f"{f.response_bytes} bytes",
                 floor=med(f.p50_us),
                 ratio=med(ratios),
             ),
-            {"cdi-fuse_us": p.p50_us, "floor_us": f.p50_us, "ratios": ratios},
+            {"cdi-fuse_us": p.p50_us, "floor_us": f.p50_us, "pair_ratios": ratios},
         )
         self.add(
             Row("Allocate p99", med(p.p99_us), "µs", _P99, floor=med(f.p99_us)),
@@ -582,7 +618,7 @@ class Bench:
                 p.rss_churn_kib[-1] / MIB,
                 "MiB",
                 _RSS,
-                note=f"{p.allocates:,} in all with warm-ups and the sequential ones; after each round: "
+                note=f"{p.allocates:,} with the clients' warm-ups; after each round: "
                 f"{' / '.join(f'{k / MIB:.1f}' for k in p.rss_churn_kib)} "
                 f"(floor {' / '.join(f'{k / MIB:.1f}' for k in f.rss_churn_kib)})",
                 floor=f.rss_churn_kib[-1] / MIB,
@@ -705,26 +741,31 @@ class Bench:
         """RSS with --count 110 and --count N, each after Allocates that ask for every ID, in rounds."""
         large = self.sizes.scale_count
         for index in range(self.sizes.scale_rounds):
-            for subject in self.order(index):
-                result = self.results[subject.name]
-                kubelet = subject.kubelet(self.workdir, "starts")
-                for count in (SMALL_COUNT, large):
-                    seen, previous = len(kubelet.requests), kubelet.current()
-                    started = time.perf_counter()
-                    with subject.running(kubelet, count) as process:
-                        kubelet.wait_for_registrations(seen + 1, timeout=WAIT)
-                        first = kubelet.wait_listed(previous)
-                        listed = time.perf_counter()
-                        socket = kubelet.plugin_dir / subject.socket_name
-                        self.allocate_processes(socket, 2, large, count, process.pid)
+            order = self.order(index)
+            for count in (SMALL_COUNT, large):
+                with self.launched(order, "starts", count) as started:
+                    sockets = [subject.kubelets["starts"].plugin_dir / subject.socket_name for subject in order]
+                    for subject, socket, launch in zip(order, sockets, started, strict=True):
+                        result = self.results[subject.name]
+                        pid = launch.process.pid
+                        self.allocate_processes(socket, 2, large, count, pid)
                         if count == large:
-                            result.large_list_bytes = first.ByteSize()
-                            result.large_first_list_ms.append((listed - started) * 1000)
-                            [(lat, _)] = self.allocate_latency([socket], count, self.sizes.sequential // 4)
-                            result.large_p50_us.append(percentile(lat, 0.5))
-                            result.rss_large_kib.append(proc_rss_kib(process.pid))
+                            assert launch.first_list is not None
+                            result.large_list_bytes = launch.first_list.ByteSize()
+                            result.large_first_list_ms.append(launch.listed_ms)
+                            result.rss_large_kib.append(proc_rss_kib(pid))
                         else:
-                            result.rss_small_kib.append(proc_rss_kib(process.pid))
+                            result.rss_small_kib.append(proc_rss_kib(pid))
+                    if count == large:
+                        measured = self.allocate_latency(sockets, count, self.sizes.sequential // 4)
+                        p50 = {
+                            subject.name: percentile(lat, 0.5)
+                            for subject, (lat, _) in zip(order, measured, strict=True)
+                        }
+                        for name, value in p50.items():
+                            self.results[name].large_p50_us.append(value)
+                        ratio = p50[self.plugin.name] / p50[self.floor.name]
+                        self.results[self.plugin.name].large_p50_ratios.append(ratio)
         p, f = self.results[self.plugin.name], self.results[self.floor.name]
         med = statistics.median
 
@@ -763,6 +804,7 @@ class Bench:
                 f"start -> first list, --count {large:,}",
                 med(p.large_first_list_ms),
                 "ms",
+                note="the kubelet has the list",
                 floor=med(f.large_first_list_ms),
             )
         )
@@ -771,8 +813,9 @@ class Bench:
                 f"Allocate p50, --count {large:,}",
                 med(p.large_p50_us),
                 "µs",
-                note=f"{self.sizes.sequential // 4:,} calls",
+                note=f"{self.sizes.sequential // 4:,} calls per round, alternating blocks",
                 floor=med(f.large_p50_us),
+                ratio=med(p.large_p50_ratios),
             )
         )
 
