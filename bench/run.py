@@ -2,10 +2,12 @@
 
 Both plugins are real processes served by the same fake kubelet (tests/fakes/kubelet.py, one instance per
 plugin and purpose, each in its own dir), measured in interleaved rounds (the order flips every round) so
-that a shared machine's load hits both alike: start -> Register, RSS after start, import time, Allocate
-latency from a Python grpc client, Allocate throughput from client processes, RSS after 100,000 Allocates,
-idle CPU (both at once), RSS at --count 110 and --count 10,000 with every ID allocated. Then the cdi-fuse
-plugin alone: kubelet restart -> re-Register, back-to-back double restarts, `generate`.
+that a shared machine's load hits both alike. Per round: fresh pairs of processes (start -> Register, RSS
+after start, Allocate latency from a Python grpc client in alternating blocks, the p50 ratio per pair), one
+start each under PYTHONPROFILEIMPORTTIME, and a share of 100,000 Allocates from client processes on a
+long-lived pair (throughput, RSS after). Then idle CPU (both at once), and RSS at --count 110 and
+--count 10,000 with every ID allocated. The cdi-fuse plugin alone: kubelet restart -> re-Register, back-to-back
+double restarts, `generate`.
 
 Everything runs on unix sockets in a short temp dir and every wait is bounded; the script stops by itself.
 `--quick` is a smoke run (small counts, fewer rounds) that a test invokes. `--cdi-fuse PATH` measures
