@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from cdi_fuse import errors, files
-from cdi_fuse.cdi import decode
+from cdi_fuse.cdi import yaml11
 
 __all__ = ["MAX_SPEC_SIZE", "SpecFormat", "WriteResult", "encode_data", "format_for_path", "write_content"]
 
@@ -37,7 +37,7 @@ class _GoYamlDumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if value == "<<" or decode.resolve_yaml11(value) != value:
+    if value == "<<" or yaml11.resolve_yaml11(value) != value:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
     return dumper.represent_str(value)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cdi_fuse import errors
-from cdi_fuse.cdi import compat, decode, names, specdirs, specfile
+from cdi_fuse.cdi import compat, names, specdirs, specfile
 from cdi_fuse.deviceplugin import api, state, strategies
 from cdi_fuse.node import watch
 
@@ -71,7 +71,11 @@ class DecisionReader:
             raise errors.SpecError(f"cannot read spec: {exc.strerror or exc}", path=path) from exc
         own = self._own()
         if own is not None and raw == own.encode():
-            refusal = decode.version_refusal(raw, self._library) if self._library is not None else None
+            refusal = None
+            if self._library is not None:
+                from cdi_fuse.cdi import decode  # only once a runtime's library is known: ~19 ms at start otherwise
+
+                refusal = decode.version_refusal(raw, self._library)
             if refusal is not None:  # e.g. a dotted class (cdiVersion 0.6.0) for a runtime with library 0.5
                 raise errors.SpecError(refusal, path=path)
             return [self._name]
@@ -239,6 +243,8 @@ class StrategyDecider:
     def _warn_if_the_runtime_cannot_load_the_spec(self, runtime: api.RuntimeView) -> None:
         """Log once when the spec that provides our name is one the runtime's own CDI library cannot load (it
         bundles an older one than the spec needs): containers would fail with "unresolvable CDI devices"."""
+        from cdi_fuse.cdi import decode
+
         bundled = compat.reported_runtime_library(runtime.description)
         found = specdirs.scan([Path(d) for d in runtime.cdi_spec_dirs], self._read).resolve(self.qualified_name)
         if bundled is None or found is None:

@@ -20,13 +20,9 @@ from cdi_fuse import defaults, errors, process, ratelimit
 from cdi_fuse.deviceplugin import api, decider, endpoint, scanner, server, state, strategies
 from cdi_fuse.node import generate, watch
 
-__all__ = ["PluginConfig", "PluginLoop", "device_ids", "run_plugin"]
+__all__ = ["PluginConfig", "PluginLoop", "run_plugin"]
 
 log = logging.getLogger(__name__)
-
-
-def device_ids(device_name: str, count: int) -> list[api.DeviceId]:
-    return [api.DeviceId(f"{device_name}-{i}") for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -74,8 +70,7 @@ class PluginLoop:
             observer=self.observer,
             own_spec=lambda: self.scanner.rendered,
         )
-        ids = device_ids(options.device_name, config.count)
-        lists = server.DeviceLists(ids)
+        lists = server.DeviceLists(options.device_name, config.count)
         # Each open ListAndWatch stream holds a worker: room for one per resource, plus Allocates.
         self._executor = futures.ThreadPoolExecutor(
             max_workers=4 + 2 * len(config.resource_names), thread_name_prefix="grpc"
@@ -84,7 +79,7 @@ class PluginLoop:
             endpoint.Endpoint(
                 plugin_dir=config.plugin_dir,
                 resource_name=name,
-                service_factory=self._service_factory(name, ids, lists),
+                service_factory=self._service_factory(name, lists),
                 executor=self._executor,
                 register_timeout=config.register_timeout,
                 backoff=endpoint.Backoff(config.min_backoff, config.max_backoff),
@@ -99,9 +94,7 @@ class PluginLoop:
         self._safety_due = 0.0
         self._kubelet: endpoint.FileIdentity | None = None
 
-    def _service_factory(
-        self, resource_name: str, ids: list[api.DeviceId], lists: server.DeviceLists
-    ) -> endpoint.ServiceFactory:
+    def _service_factory(self, resource_name: str, lists: server.DeviceLists) -> endpoint.ServiceFactory:
         options = self.config.generate_options
         fixed = self.config.strategy.fixed
         builder = strategies.AllocationBuilder(
@@ -110,7 +103,7 @@ class PluginLoop:
             host_device_path=str(options.host_path),
             container_device_path=defaults.CONTAINER_DEVICE_PATH,
             permissions=options.permissions,
-            device_ids=ids,
+            device_ids=[lists.longest_id],  # checks the longest annotation key at start
             with_annotations=fixed is not None and api.CDI_ANNOTATIONS in fixed,
         )
         observer = self.observer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -47,19 +47,34 @@ def _to_proto(allocation: api.Allocation) -> pb.ContainerAllocateResponse:
 
 
 class DeviceLists:
-    """The ListAndWatch answers of one resource, healthy and unhealthy: built once, shared by every serve."""
+    """The device IDs of one resource (`<device name>-0` .. `-<count-1>`) and its ListAndWatch answer.
 
-    def __init__(self, device_ids: Sequence[api.DeviceId]) -> None:
-        self.known = frozenset(device_ids)
-        self._lists = {
-            healthy: pb.ListAndWatchResponse(
-                devices=[pb.Device(ID=i, health=HEALTHY if healthy else UNHEALTHY) for i in device_ids]
-            )
-            for healthy in (True, False)
-        }
+    Nothing here grows with the count but the one answer the kubelet is being sent: IDs are recognised by
+    their form, and the answer for the other health is built when health changes (rare) instead of kept.
+    """
+
+    def __init__(self, device_name: str, count: int) -> None:
+        self._prefix = f"{device_name}-"
+        self.count = count
+        self._answer: tuple[bool, pb.ListAndWatchResponse] | None = None
+
+    @property
+    def longest_id(self) -> api.DeviceId:
+        return api.DeviceId(f"{self._prefix}{self.count - 1}")
+
+    def is_known(self, device_id: str) -> bool:
+        number = device_id.removeprefix(self._prefix)
+        if number == device_id or not number.isdigit() or not number.isascii():
+            return False
+        return (number == "0" or not number.startswith("0")) and int(number) < self.count
 
     def answer(self, healthy: bool) -> pb.ListAndWatchResponse:
-        return self._lists[healthy]
+        cached = self._answer
+        if cached is None or cached[0] != healthy:
+            health = HEALTHY if healthy else UNHEALTHY
+            devices = [pb.Device(ID=f"{self._prefix}{i}", health=health) for i in range(self.count)]
+            cached = self._answer = (healthy, pb.ListAndWatchResponse(devices=devices))
+        return cached[1]
 
 
 class DevicePluginService(pb_grpc.DevicePluginServicer):
@@ -108,12 +123,11 @@ class DevicePluginService(pb_grpc.DevicePluginServicer):
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> pb.AllocateResponse:
         decision = self._state.decision
-        known = self._lists.known
         responses = []
         for creq in request.container_requests:
             ids = creq.devices_ids
             for device_id in ids:
-                if device_id not in known:
+                if not self._lists.is_known(device_id):
                     context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,
                         f"unknown device id {_shorten(device_id)} for resource {self.resource_name!r}",

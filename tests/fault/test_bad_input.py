@@ -213,7 +213,10 @@ def allocate() -> Iterator[Callable[..., pb.AllocateResponse]]:
         healthy=True, decision=api.Decision(frozenset({api.CDI, api.CDI_ANNOTATIONS}), "fixed by the test")
     )
     service = server.DevicePluginService(
-        resource_name=resource, device_lists=server.DeviceLists(KNOWN_IDS), plugin_state=plugin_state, builder=builder
+        resource_name=resource,
+        device_lists=server.DeviceLists("fuse", len(KNOWN_IDS)),
+        plugin_state=plugin_state,
+        builder=builder,
     )
     directory = Path(tempfile.mkdtemp(prefix="alloc-", dir="/tmp"))
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

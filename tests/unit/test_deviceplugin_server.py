@@ -41,7 +41,7 @@ class FakeContext:
 
 
 def make_service(plugin_state: state.PluginState, count: int = 2) -> server.DevicePluginService:
-    ids = loop.device_ids("fuse", count)
+    ids = [api.DeviceId(f"fuse-{i}") for i in range(count)]
     builder = strategies.AllocationBuilder(
         resource_name=RESOURCE,
         qualified_name=QUALIFIED,
@@ -51,7 +51,10 @@ def make_service(plugin_state: state.PluginState, count: int = 2) -> server.Devi
         device_ids=ids,
     )
     return server.DevicePluginService(
-        resource_name=RESOURCE, device_lists=server.DeviceLists(ids), plugin_state=plugin_state, builder=builder
+        resource_name=RESOURCE,
+        device_lists=server.DeviceLists("fuse", len(ids)),
+        plugin_state=plugin_state,
+        builder=builder,
     )
 
 
@@ -293,7 +296,7 @@ def test_pre_start_container_is_a_no_op(kubelet: FakeKubelet, start_plugin: Star
 def test_allocations_are_reported_to_the_observer() -> None:
     seen: list[tuple[str, int]] = []
     plugin_state = state.PluginState(healthy=True, decision=api.Decision(frozenset({"cdi", "device-spec"}), "t"))
-    ids = loop.device_ids("fuse", 2)
+    ids = [api.DeviceId(f"fuse-{i}") for i in range(2)]
     builder = strategies.AllocationBuilder(
         resource_name=RESOURCE,
         qualified_name=QUALIFIED,
@@ -304,7 +307,7 @@ def test_allocations_are_reported_to_the_observer() -> None:
     )
     service = server.DevicePluginService(
         resource_name=RESOURCE,
-        device_lists=server.DeviceLists(ids),
+        device_lists=server.DeviceLists("fuse", len(ids)),
         plugin_state=plugin_state,
         builder=builder,
         on_allocate=lambda label, containers: seen.append((label, containers)),
@@ -314,3 +317,35 @@ def test_allocations_are_reported_to_the_observer() -> None:
     )
     service.Allocate(request, FakeContext())  # type: ignore[arg-type]
     assert seen == [("cdi+device-spec", 3)]
+
+
+@pytest.mark.parametrize(
+    ("device_id", "known"),
+    [
+        pytest.param("fuse-0", True, id="first"),
+        pytest.param("fuse-109", True, id="last"),
+        pytest.param("fuse-110", False, id="past-the-count"),
+        pytest.param("fuse-01", False, id="leading-zero"),
+        pytest.param("fuse--1", False, id="negative"),
+        pytest.param("fuse-", False, id="no-number"),
+        pytest.param("fuse-1 ", False, id="trailing-space"),
+        pytest.param("fuse-١", False, id="non-ascii-digit"),
+        pytest.param("other-1", False, id="other-name"),
+        pytest.param("1", False, id="number-only"),
+    ],
+)
+def test_device_ids_are_recognised_by_their_form(device_id: str, known: bool) -> None:
+    """No per-ID state: IDs are `<name>-<n>` for n below the count, exactly as ListAndWatch sends them."""
+    lists = server.DeviceLists("fuse", 110)
+    assert lists.is_known(device_id) is known
+    assert lists.longest_id == "fuse-109"
+    sent = {device.ID for device in lists.answer(True).devices}
+    assert (device_id in sent) is known
+
+
+def test_only_the_answer_for_the_current_health_is_kept() -> None:
+    lists = server.DeviceLists("fuse", 3)
+    healthy = lists.answer(True)
+    assert lists.answer(True) is healthy  # built once per health change, not per stream
+    assert {d.health for d in lists.answer(False).devices} == {server.UNHEALTHY}
+    assert [d.ID for d in lists.answer(True).devices] == ["fuse-0", "fuse-1", "fuse-2"]

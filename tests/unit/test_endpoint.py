@@ -11,7 +11,7 @@ from concurrent import futures
 
 import pytest
 
-from cdi_fuse.deviceplugin import api, endpoint, loop, server, state, strategies
+from cdi_fuse.deviceplugin import api, endpoint, server, state, strategies
 from cdi_fuse.ratelimit import RateLimitedLog
 from tests.fakes.fake_cri import make_stale_socket
 from tests.fakes.kubelet import FakeKubelet
@@ -38,7 +38,7 @@ def executor() -> Iterator[futures.ThreadPoolExecutor]:
 def make_endpoint(
     kubelet: FakeKubelet, executor: futures.ThreadPoolExecutor, clock: Clock, observer: RecordingObserver
 ) -> endpoint.Endpoint:
-    ids = loop.device_ids("fuse", 2)
+    ids = [api.DeviceId(f"fuse-{i}") for i in range(2)]
     plugin_state = state.PluginState(healthy=True, decision=api.Decision(frozenset({api.CDI}), "test"))
     builder = strategies.AllocationBuilder(
         resource_name=RESOURCE,
@@ -48,7 +48,7 @@ def make_endpoint(
         permissions="rw",
         device_ids=ids,
     )
-    lists = server.DeviceLists(ids)
+    lists = server.DeviceLists("fuse", len(ids))
     return endpoint.Endpoint(
         plugin_dir=kubelet.plugin_dir,
         resource_name=RESOURCE,
