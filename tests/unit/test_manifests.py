@@ -292,8 +292,8 @@ def test_resources_are_bounded(base: list[Manifest]) -> None:
 
     assert set(resources) == {"requests", "limits"}
     # sized from the measured RSS (56-58 MiB) with headroom
-    assert resources["requests"] == {"cpu": "10m", "memory": "64Mi"}
-    assert resources["limits"] == {"cpu": "200m", "memory": "128Mi"}
+    assert resources["requests"] == {"cpu": "10m", "memory": "56Mi"}
+    assert resources["limits"] == {"cpu": "200m", "memory": "96Mi"}
 
 
 def _probe(container: Manifest, kind: str) -> list[str]:
