@@ -356,6 +356,7 @@ def test_the_driver_may_write_only_its_own_nodes_slices(k8s_cluster: cluster.Clu
         }
         result = subprocess.run(
             [str(k8s_cluster.bins.path("kubectl")), f"--server={k8s_cluster.apiserver_url}",
+             f"--cache-dir={k8s_cluster.base / 'kubectl-cache'}",
              f"--certificate-authority={k8s_cluster.pki.ca.cert}", f"--token={token}",  # type: ignore[union-attr]
              "create", "--dry-run=server", "-f", "-", "-o", "name"],
             input=json.dumps(body), capture_output=True, text=True, timeout=60, check=False,
