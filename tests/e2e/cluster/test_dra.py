@@ -322,8 +322,11 @@ def test_pods_share_the_one_device(k8s_cluster: cluster.Cluster, dra: dict[str, 
 def test_unchanged_pod_with_the_extended_resource_is_served_by_dra(
     k8s_cluster: cluster.Cluster, dra: dict[str, float], namespace: str
 ) -> None:
-    """No device plugin on the node: the DeviceClass's extendedResourceName (1.36, DRAExtendedResource)."""
-    assert not k8s_cluster.capacity(plugin.RESOURCE)
+    """No device plugin on the node: the DeviceClass's extendedResourceName (1.36, DRAExtendedResource).
+
+    "No device plugin" is allocatable 0 or absent: after a device plugin goes, the kubelet keeps its capacity
+    (110) for a grace period of minutes, so an earlier test's plugin may still show there."""
+    assert not k8s_cluster.allocatable(plugin.RESOURCE)
     objects = workloads.example_objects(EXTENDED_EXAMPLE)
     k8s_cluster.kubectl.apply(objects, namespace=namespace)
     name = workloads.pod_of(objects)["metadata"]["name"]
